@@ -1,0 +1,204 @@
+"""open_clip model -> model bundle (ONNX towers, tokenizer, manifest, parity report).
+
+The bundle is written to a temporary directory next to `out` and moved into place only when
+every tower passes parity, so a failed export never leaves a half-written bundle behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, ImagePreprocess, Manifest, TextPreprocess
+
+from .loader import ExportError, LoadedModel, load_model
+from .onnx_export import export_tower
+from .parity import FP32_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_images
+
+TOWERS = ("image", "text")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: Manifest
+    parity: dict
+
+
+def space_id(model: Any, name: str) -> str:
+    """Hash of every weight: two bundles share a space only if their weights are identical."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return f"{name}@{digest.hexdigest()[:16]}"
+
+
+def _image_spec(loaded: LoadedModel) -> ImagePreprocess:
+    cfg = loaded.preprocess_cfg
+    size = cfg.get("size", 224)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return ImagePreprocess(
+        size=size,
+        resize_mode=cfg.get("resize_mode", "shortest"),
+        interpolation=cfg.get("interpolation", "bicubic") if cfg.get("interpolation") in ("bicubic", "bilinear") else "bicubic",
+        mean=tuple(cfg.get("mean")),
+        std=tuple(cfg.get("std")),
+        fill_color=int(cfg.get("fill_color", 0)),
+    )
+
+
+def _text_spec(loaded: LoadedModel) -> TextPreprocess:
+    import open_clip
+
+    tok = loaded.tokenizer
+    if isinstance(tok, open_clip.tokenizer.HFTokenizer):
+        return TextPreprocess(tokenizer="hf", context_length=tok.context_length, cleaning=_clean_name(tok))
+    if isinstance(tok, open_clip.tokenizer.SimpleTokenizer):
+        if getattr(tok, "reduction_fn", None) is not None:
+            raise ExportError("tokenizers with a reduction mask (e.g. SigLIP's random/shuffle reductions) are not supported yet")
+        return TextPreprocess(tokenizer="clip-bpe", context_length=tok.context_length, cleaning=_clean_name(tok))
+    raise ExportError(f"tokenizer {type(tok).__name__} is not supported yet (supported: open_clip SimpleTokenizer, HFTokenizer)")
+
+
+def _clean_name(tok: Any) -> str:
+    fn = getattr(tok, "clean_fn", None)
+    name = getattr(fn, "__name__", "")
+    if name.endswith("_lower"):
+        return "lower"
+    if name.endswith("_whitespace"):
+        return "whitespace"
+    raise ExportError(f"tokenizer cleaning {name or type(tok).__name__!r} is not supported (supported: lower, whitespace)")
+
+
+def _write_tokenizer(loaded: LoadedModel, spec: TextPreprocess, path: Path) -> None:
+    from .tokenizer import write_clip_tokenizer, write_hf_tokenizer
+
+    if spec.tokenizer == "clip-bpe":
+        write_clip_tokenizer(loaded.tokenizer, spec.context_length, path)
+    else:
+        write_hf_tokenizer(loaded.tokenizer.tokenizer, spec.context_length, path)
+
+
+def _torch_embed(model: Any, modality: str, batch: Any) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        out = model.encode_image(batch) if modality == "image" else model.encode_text(batch)
+    return out.float().numpy()
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+        raise ExportError(f"--out {out} is a non-empty directory that is not a bundle; choose an empty or new directory")
+
+
+def export_bundle(
+    model: str,
+    pretrained: str,
+    out: Path,
+    *,
+    towers: Sequence[str] = TOWERS,
+    progress: Progress | None = None,
+    seed: int = 0,
+    loaded: LoadedModel | None = None,
+) -> ExportResult:
+    """Export `towers` of an open_clip model to a bundle at `out`, refusing any tower below fp32 parity."""
+    say = progress or (lambda _msg: None)
+    unknown = [t for t in towers if t not in TOWERS]
+    if unknown or not towers:
+        raise ExportError(f"--towers {','.join(towers)}: choose from {','.join(TOWERS)}")
+    out = Path(out)
+    _check_out_dir(out)
+
+    say(f"loading {model} (pretrained: {pretrained})")
+    loaded = loaded or load_model(model, pretrained, seed=seed)
+    import torch
+
+    from omnivec.server.preprocess.image import image_to_array
+    from omnivec.server.preprocess.text import TextPreprocessor
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        say("hashing weights for the space id")
+        sid = space_id(loaded.model, loaded.name)
+        tower_specs: dict[str, dict] = {}
+        parity: dict[str, dict] = {"threshold_cos_min": FP32_MIN_COS}
+        embed_dim = None
+        for modality in towers:
+            if modality == "image":
+                spec = _image_spec(loaded)
+                arrays = np.stack([image_to_array(img, spec) for img in parity_images()])
+                example = torch.from_numpy(arrays)
+                input_name, dtype, shape = "pixel_values", "float32", ["batch", 3, *spec.size]
+                onnx_inputs = {input_name: arrays}
+            else:
+                spec = _text_spec(loaded)
+                _write_tokenizer(loaded, spec, work / spec.file)
+                example = loaded.tokenizer(PARITY_TEXTS[:2])
+                input_name, dtype, shape = "input_ids", "int64", ["batch", spec.context_length]
+                ours = TextPreprocessor(work, spec, [input_name], max_chars=10**9)(PARITY_TEXTS)
+                onnx_inputs = ours.arrays
+                arrays = loaded.tokenizer(PARITY_TEXTS)
+                if not np.array_equal(arrays.numpy(), ours.arrays[input_name]):
+                    raise ExportError("the exported tokenizer does not reproduce open_clip's token ids on the parity texts")
+            file = f"{modality}.onnx"
+            say(f"exporting the {modality} tower to ONNX")
+            export_tower(loaded.model, modality, example, input_name, work / file)
+            say(f"checking {modality} parity (ONNX vs PyTorch)")
+            reference = _torch_embed(loaded.model, modality, example if modality == "image" else arrays)
+            report = compare(reference, onnx_embed(work / file, onnx_inputs))
+            parity[modality] = {"fp32": report}
+            if report["cos_min"] < FP32_MIN_COS:
+                raise ExportError(
+                    f"{modality} tower parity too low: cos_min {report['cos_min']:.7f} < {FP32_MIN_COS}; the ONNX graph "
+                    "does not reproduce the PyTorch model (please report this with the model config)"
+                )
+            embed_dim = reference.shape[1]
+            tower_specs[modality] = {
+                "file": file,
+                "inputs": [{"name": input_name, "dtype": dtype, "shape": shape}],
+                "output": {"name": "embeddings", "dtype": "float32", "shape": ["batch", embed_dim]},
+                "preprocess": spec.model_dump(),
+            }
+        net = loaded.model
+        bias = getattr(net, "logit_bias", None)
+        manifest = Manifest.model_validate(
+            {
+                "format_version": FORMAT_VERSION,
+                "model_name": loaded.name,
+                "space_id": sid,
+                "embed_dim": embed_dim,
+                "scoring": {
+                    "kind": "sigmoid" if bias is not None else "softmax",
+                    "logit_scale": float(net.logit_scale.exp().item()),
+                    "logit_bias": float(bias.item()) if bias is not None else None,
+                },
+                "towers": tower_specs,
+                "source": loaded.source,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        (work / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
+        (work / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        work.chmod(0o755)
+        work.rename(out)
+        say(f"wrote bundle {out}")
+        return ExportResult(out, manifest, parity)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)

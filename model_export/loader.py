@@ -1,0 +1,163 @@
+"""Build an open_clip model from a name or config file and a pretrained tag, local file, or nothing.
+
+Pretrained tags are fetched by open_clip from a model hub. Offline, open_clip would retry for
+about a minute; we try the local cache first, probe the hub briefly, and otherwise fail within
+seconds with the command to use a local checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+HUB_HOST = "huggingface.co"
+
+
+class ExportError(Exception):
+    """Export cannot proceed; the message says what to do."""
+
+
+def require_torch() -> None:
+    try:
+        import open_clip  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(
+            f"export and fine-tune need torch and open_clip ({exc.name} is missing): pip install 'omnivec[export]'"
+        ) from exc
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    name: str
+    pretrained: str
+    tokenizer: Any
+    preprocess_cfg: dict
+    source: dict = field(default_factory=dict)
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def _register_config(model: str) -> str:
+    """Accept an open_clip name, a config shipped with omnivec, or a path to a config JSON."""
+    import open_clip
+
+    path = Path(model)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ExportError(f"model config {path} does not exist")
+        try:
+            json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"model config {path} is not valid JSON: {exc}") from exc
+        open_clip.add_model_config(path)
+        return path.stem
+    if (CONFIG_DIR / f"{model}.json").is_file():
+        open_clip.add_model_config(CONFIG_DIR / f"{model}.json")
+        return model
+    if model not in open_clip.list_models():
+        raise ExportError(
+            f"unknown model {model!r}: use an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
+            f"one shipped with omnivec ({', '.join(shipped_configs())}), or a path to a config .json"
+        )
+    return model
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pretrained_host(name: str, tag: str) -> str:
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    url = cfg.get("url") or ""
+    return urlparse(url).hostname or HUB_HOST if url and not cfg.get("hf_hub") else HUB_HOST
+
+
+def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> LoadedModel:
+    """Create the model in eval mode with its tokenizer and eval preprocessing config."""
+    require_torch()
+    import open_clip
+    import torch
+
+    name = _register_config(model)
+    torch.manual_seed(seed)
+    kind = "none"
+    if pretrained in ("", "none", None):
+        net = open_clip.create_model(name, pretrained=None)
+    elif Path(pretrained).is_file():
+        kind = "file"
+        try:
+            net = open_clip.create_model(name, pretrained=str(pretrained))
+        except Exception as exc:  # open_clip raises several types for bad checkpoints
+            raise ExportError(f"could not load checkpoint {pretrained} into {name}: {exc}") from exc
+    elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        raise ExportError(f"checkpoint file {pretrained} does not exist")
+    else:
+        kind = "tag"
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ExportError(f"{name} has no pretrained tag {pretrained!r}; known tags: {', '.join(tags) or 'none'}")
+        net = _load_by_tag(name, pretrained)
+    net.eval()
+    tokenizer = open_clip.get_tokenizer(name)
+    preprocess_cfg = dict(getattr(net.visual, "preprocess_cfg", {}) or {})
+    source = {
+        "architecture": name,
+        "pretrained": str(pretrained),
+        "pretrained_kind": kind,
+        "open_clip_version": open_clip.__version__,
+        "torch_version": torch.__version__,
+    }
+    return LoadedModel(net, name, str(pretrained), tokenizer, preprocess_cfg, source)
+
+
+def _load_by_tag(name: str, tag: str) -> Any:
+    import open_clip
+
+    fix = (
+        f"download the checkpoint on a machine with internet (e.g. open_clip.create_model('{name}', pretrained='{tag}') "
+        f"caches it under ~/.cache/huggingface), copy the .safetensors/.bin file here and run "
+        f"`omnivec export --model {name} --pretrained /path/to/checkpoint.safetensors --out DIR`"
+    )
+    with _env(HF_HUB_OFFLINE="1"):
+        try:
+            return open_clip.create_model(name, pretrained=tag)  # from the local cache, if present
+        except Exception:
+            pass
+    host = _pretrained_host(name, tag)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _reachable(host):
+        raise ExportError(f"pretrained weights {name}/{tag} are not cached and {host} cannot be reached; {fix}")
+    try:
+        return open_clip.create_model(name, pretrained=tag)
+    except Exception as exc:
+        raise ExportError(f"fetching pretrained weights {name}/{tag} failed ({exc}); {fix}") from exc

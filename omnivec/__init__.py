@@ -1,0 +1,3 @@
+"""omnivec: self-hosted multimodal embedding inference and retrieval."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,163 @@
+"""FastAPI application factory and the uvicorn entry point."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import omnivec
+
+from ..bundle import BundleError, ModelBundle
+from ..errors import ErrorCode, OmnivecError
+from ..services.embedding import EmbeddingService
+from ..settings import Settings
+from . import routes_embed, routes_system
+from .schemas import EmbedRequest, ErrorResponse
+
+log = logging.getLogger("omnivec")
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413, from Content-Length up front or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(send, self._error(int(declared)))
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._error(seen)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _error(self, size: int) -> OmnivecError:
+        return OmnivecError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"request body of {size}+ bytes is over the limit of {self.max_bytes}; split it into smaller requests "
+            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES)",
+        )
+
+
+async def _send_error(send: Send, exc: OmnivecError) -> None:
+    response = JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never reads
+    return {"type": "http.disconnect"}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OmnivecError)
+    async def omnivec_error(_: Request, exc: OmnivecError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
+        err = OmnivecError(ErrorCode.INVALID_REQUEST, details or "invalid request")
+        return JSONResponse(err.to_body(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_REQUEST
+        message = f"no route {request.method} {request.url.path}; see /docs" if exc.status_code in (404, 405) else str(exc.detail)
+        body = {"error": {"code": code.value, "status": exc.status_code, "message": message}}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        err = OmnivecError(ErrorCode.INFERENCE_FAILED, f"internal error ({exc.__class__.__name__}); the server logged the details")
+        return JSONResponse(err.to_body(), status_code=err.status)
+
+
+def _openapi(app: FastAPI) -> dict:
+    """Add the JSON body models that routes parse by hand (to accept JSON and multipart) to the schema."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (EmbedRequest, ErrorResponse):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, service: EmbeddingService | None = None) -> FastAPI:
+    """Build the app; the bundle is loaded at startup unless a ready `service` is given (tests)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = service is None
+        if own:
+            if settings.model.bundle is None:
+                raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
+            app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings)
+        else:
+            app.state.service = service
+        log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.service.close()
+            app.state.service = None
+
+    app = FastAPI(
+        title="omnivec",
+        version=omnivec.__version__,
+        description="Multimodal embeddings in one shared space: embed images and texts.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = None
+    _install_error_handlers(app)
+    app.include_router(routes_system.router)
+    app.include_router(routes_embed.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def run_server(settings: Settings) -> None:
+    """Validate the bundle before binding the port, then serve with uvicorn."""
+    import uvicorn
+
+    if settings.model.bundle is None:
+        raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
+    ModelBundle.load(settings.model.bundle)
+    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,159 @@
+"""The model bundle: the contract between export, fine-tune and the server.
+
+A bundle is a directory holding `manifest.json`, one ONNX file per tower (any subset of
+image / text / audio), the tokenizer file and `parity.json`. The manifest carries everything
+the server needs to reproduce training-time preprocessing exactly, so nothing about a model
+(pooling, normalisation, crop mode, tokenizer cleaning) is a flag a user must remember.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+PARITY_FILE = "parity.json"
+
+Modality = Literal["image", "text", "audio"]
+MODALITIES: tuple[str, ...] = ("image", "text", "audio")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served; the message names the file or field at fault."""
+
+
+class TensorSpec(BaseModel):
+    name: str
+    dtype: Literal["float32", "float16", "int64", "int32"]
+    shape: list[int | str] = Field(description="Symbolic dims are strings, e.g. 'batch'.")
+
+
+class ImagePreprocess(BaseModel):
+    size: tuple[int, int] = Field(description="(height, width) fed to the tower.")
+    resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    fill_color: int = 0
+
+
+class TextPreprocess(BaseModel):
+    tokenizer: Literal["clip-bpe", "hf"] = Field(description="clip-bpe: open_clip's SimpleTokenizer rebuilt for `tokenizers`; hf: a Hugging Face tokenizer.json.")
+    file: str = "tokenizer.json"
+    context_length: int = Field(ge=2)
+    cleaning: Literal["lower", "whitespace", "none"] = Field(
+        description="lower: ftfy + double html.unescape + whitespace collapse + lowercase (open_clip's default)."
+    )
+
+
+class AudioPreprocess(BaseModel):
+    sample_rate: int = Field(ge=1000)
+    clip_seconds: float = Field(gt=0)
+    hop_seconds: float = Field(gt=0, description="Stride between windows when long audio is split.")
+    pooling: Literal["mean"] = "mean"
+    max_seconds: float = Field(gt=0, description="Longest audio accepted.")
+
+
+class TowerSpec(BaseModel):
+    file: str
+    inputs: list[TensorSpec]
+    output: TensorSpec
+    variants: dict[str, str] = Field(default_factory=dict, description="Other precisions, e.g. {'int8': 'image.int8.onnx'}.")
+    preprocess: ImagePreprocess | TextPreprocess | AudioPreprocess
+
+
+class Scoring(BaseModel):
+    kind: Literal["softmax", "sigmoid"]
+    logit_scale: float = Field(gt=0, description="Already exponentiated: logits = logit_scale * cosine (+ bias).")
+    logit_bias: float | None = None
+
+    @model_validator(mode="after")
+    def _bias_for_sigmoid(self) -> "Scoring":
+        if self.kind == "sigmoid" and self.logit_bias is None:
+            raise ValueError("scoring.kind 'sigmoid' needs scoring.logit_bias")
+        return self
+
+
+class Manifest(BaseModel):
+    format_version: int
+    model_name: str
+    space_id: str = Field(description="Names the embedding space: vectors from different spaces never share a collection.")
+    embed_dim: int = Field(ge=1)
+    scoring: Scoring
+    towers: dict[Modality, TowerSpec]
+    source: dict = Field(default_factory=dict, description="Where the weights came from (architecture, checkpoint, versions).")
+    created_at: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Manifest":
+        if not self.towers:
+            raise ValueError("towers is empty: a bundle needs at least one of image, text, audio")
+        expected = {"image": ImagePreprocess, "text": TextPreprocess, "audio": AudioPreprocess}
+        for modality, tower in self.towers.items():
+            if not isinstance(tower.preprocess, expected[modality]):
+                raise ValueError(f"towers.{modality}.preprocess is not {modality} preprocessing")
+            out_dim = tower.output.shape[-1] if tower.output.shape else None
+            if out_dim != self.embed_dim:
+                raise ValueError(f"towers.{modality}.output last dim {out_dim} != embed_dim {self.embed_dim}")
+        return self
+
+
+class ModelBundle:
+    """A validated bundle directory; construct with `ModelBundle.load(path)`."""
+
+    def __init__(self, root: Path, manifest: Manifest) -> None:
+        self.root = root
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, root: str | Path) -> "ModelBundle":
+        root = Path(root)
+        path = root / MANIFEST_FILE
+        if not root.is_dir():
+            raise BundleError(f"bundle directory {root} does not exist; create one with `omnivec export --out {root}`")
+        if not path.is_file():
+            raise BundleError(f"{path} is missing: {root} is not a model bundle (create one with `omnivec export`)")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{path}: format_version {version!r} is not supported (this server reads {FORMAT_VERSION}); "
+                "re-export the bundle with this omnivec version"
+            )
+        try:
+            manifest = Manifest.model_validate(raw)
+        except ValidationError as exc:
+            raise BundleError(f"{path} is inconsistent:\n{exc}") from exc
+        bundle = cls(root, manifest)
+        bundle._check_files()
+        return bundle
+
+    def _check_files(self) -> None:
+        for modality, tower in self.manifest.towers.items():
+            files = [tower.file, *tower.variants.values()]
+            if isinstance(tower.preprocess, TextPreprocess):
+                files.append(tower.preprocess.file)
+            for name in files:
+                if not (self.root / name).is_file():
+                    raise BundleError(f"{self.root / name} is missing (named by towers.{modality} in {MANIFEST_FILE})")
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if m in self.manifest.towers]
+
+    def tower_path(self, modality: str, precision: str = "fp32") -> Path:
+        """The ONNX file for a tower at the requested precision (fp32 when no such variant exists)."""
+        tower = self.manifest.towers[modality]  # type: ignore[index]
+        name = tower.variants.get(precision, tower.file) if precision != "fp32" else tower.file
+        return self.root / name
+
+    def parity_report(self) -> dict:
+        path = self.root / PARITY_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -1,0 +1,120 @@
+"""Embedding service: media and text in, unit-length vectors out (framework-free).
+
+Preprocessing runs on its own thread pool so decoding overlaps model execution;
+model calls go through one TowerRunner per modality.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..bundle import ImagePreprocess, ModelBundle, TextPreprocess
+from ..errors import ErrorCode, OmnivecError
+from ..inference.encoder import Encoder, l2_normalize
+from ..inference.onnx import OnnxEncoder
+from ..inference.runner import DirectRunner, TowerRunner
+from ..preprocess.image import preprocess_image
+from ..preprocess.text import TextPreprocessor
+from ..settings import Settings
+
+
+@dataclass
+class TextEmbeddings:
+    vectors: np.ndarray
+    truncated: list[bool] = field(default_factory=list)
+    token_counts: list[int] = field(default_factory=list)
+
+
+class EmbeddingService:
+    """Owns the towers of one bundle and turns requests into normalised embeddings."""
+
+    def __init__(self, bundle: ModelBundle, settings: Settings, encoders: dict[str, Encoder] | None = None) -> None:
+        self.bundle = bundle
+        self.settings = settings
+        self.manifest = bundle.manifest
+        self._preprocess_pool = ThreadPoolExecutor(settings.server.preprocess_threads, thread_name_prefix="omnivec-pre")
+        self._inference_pool = ThreadPoolExecutor(settings.server.inference_threads, thread_name_prefix="omnivec-infer")
+        self.encoders: dict[str, Encoder] = encoders if encoders is not None else self._load_encoders()
+        self.runners: dict[str, TowerRunner] = {m: DirectRunner(e, self._inference_pool) for m, e in self.encoders.items()}
+        self.precisions = {m: self._precision_of(m) for m in self.encoders}
+        self.text_preprocessor: TextPreprocessor | None = None
+        if "text" in self.manifest.towers:
+            tower = self.manifest.towers["text"]
+            assert isinstance(tower.preprocess, TextPreprocess)
+            self.text_preprocessor = TextPreprocessor(
+                bundle.root, tower.preprocess, [i.name for i in tower.inputs], max_chars=settings.limits.max_text_chars
+            )
+
+    def _load_encoders(self) -> dict[str, Encoder]:
+        model = self.settings.model
+        return {
+            modality: OnnxEncoder(
+                self.bundle.tower_path(modality, model.precision),
+                modality,
+                intra_op_threads=model.intra_op_threads,
+                inter_op_threads=model.inter_op_threads,
+                providers=model.providers,
+            )
+            for modality in self.bundle.modalities
+        }
+
+    def _precision_of(self, modality: str) -> str:
+        wanted = self.settings.model.precision
+        return wanted if wanted in self.manifest.towers[modality].variants else "fp32"  # type: ignore[index]
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.encoders)
+
+    def require(self, modality: str) -> None:
+        if modality not in self.encoders:
+            served = ", ".join(self.modalities) or "none"
+            raise OmnivecError(
+                ErrorCode.MODALITY_NOT_SERVED,
+                f"model {self.manifest.model_name!r} has no {modality} tower (it serves: {served}); "
+                f"load a bundle exported with --towers including {modality}",
+            )
+
+    async def embed_texts(self, texts: Sequence[str], *, truncate: bool = True) -> TextEmbeddings:
+        if not texts:
+            return TextEmbeddings(np.zeros((0, self.manifest.embed_dim), np.float32))
+        self.require("text")
+        assert self.text_preprocessor is not None
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(
+            self._preprocess_pool, lambda: self.text_preprocessor(list(texts), truncate=truncate)  # type: ignore[misc]
+        )
+        vectors = await self.runners["text"].run(batch.arrays)
+        return TextEmbeddings(l2_normalize(vectors), batch.truncated, batch.token_counts)
+
+    async def embed_images(self, images: Sequence[bytes], *, labels: Sequence[str] | None = None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.manifest.embed_dim), np.float32)
+        self.require("image")
+        spec = self.manifest.towers["image"].preprocess
+        assert isinstance(spec, ImagePreprocess)
+        max_pixels = self.settings.limits.max_image_pixels
+        loop = asyncio.get_running_loop()
+        names = list(labels) if labels else [f"images[{i}]" for i in range(len(images))]
+        arrays = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._preprocess_pool, lambda d=d, n=n: preprocess_image(d, spec, max_pixels=max_pixels, label=n))
+                for d, n in zip(images, names)
+            )
+        )
+        input_name = self.encoders["image"].input_names[0]
+        vectors = await self.runners["image"].run({input_name: np.stack(arrays)})
+        return l2_normalize(vectors)
+
+    async def close(self) -> None:
+        for runner in self.runners.values():
+            await runner.close()
+        for encoder in self.encoders.values():
+            encoder.close()
+        self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        self._inference_pool.shutdown(wait=True)

@@ -1,0 +1,57 @@
+"""One Settings object for the whole server, read from OMNIVEC_* environment variables.
+
+Nested groups use a double underscore: `OMNIVEC_MODEL__BUNDLE=/models/clip`,
+`OMNIVEC_LIMITS__MAX_IMAGE_BYTES=8000000`. CLI flags override the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_threads() -> int:
+    """Cores this process may use: onnxruntime's default of 'all logical cores' oversubscribes shared hosts."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ModelSettings(BaseModel):
+    bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
+    intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="Threads inside one model call.")
+    inter_op_threads: int = Field(1, ge=1, description="Threads across independent graph nodes (1 is best for these models).")
+
+
+class LimitsSettings(BaseModel):
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded image (413 above).")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width*height); guards against decompression bombs.")
+    max_inputs_per_request: int = Field(1024, ge=1, description="Most inputs one /v1/embed call may carry.")
+    max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted before tokenisation.")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    preprocess_threads: int = Field(default_factory=default_threads, ge=1, description="Threads decoding and resizing media.")
+    inference_threads: int = Field(1, ge=1, description="Worker threads running model calls (one per tower is plenty on CPU).")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a running omnivec server."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNIVEC_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where indexes, caches and bootstrapped models live.")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
