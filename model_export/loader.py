@@ -141,6 +141,20 @@ def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> Loaded
     return LoadedModel(net, name, str(pretrained), tokenizer, preprocess_cfg, source)
 
 
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Make huggingface_hub use only its cache (it reads HF_HUB_OFFLINE once, at import)."""
+    import huggingface_hub.constants as hub_constants
+
+    old = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        with _env(HF_HUB_OFFLINE="1"):
+            yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = old
+
+
 def _load_by_tag(name: str, tag: str) -> Any:
     import open_clip
 
@@ -149,14 +163,14 @@ def _load_by_tag(name: str, tag: str) -> Any:
         f"caches it under ~/.cache/huggingface), copy the .safetensors/.bin file here and run "
         f"`omnivec export --model {name} --pretrained /path/to/checkpoint.safetensors --out DIR`"
     )
-    with _env(HF_HUB_OFFLINE="1"):
-        try:
-            return open_clip.create_model(name, pretrained=tag)  # from the local cache, if present
-        except Exception:
-            pass
     host = _pretrained_host(name, tag)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _reachable(host):
-        raise ExportError(f"pretrained weights {name}/{tag} are not cached and {host} cannot be reached; {fix}")
+    online = os.environ.get("HF_HUB_OFFLINE") != "1" and _reachable(host)
+    if not online:
+        with _hub_offline():
+            try:
+                return open_clip.create_model(name, pretrained=tag)  # from the local cache, if present
+            except Exception as exc:
+                raise ExportError(f"pretrained weights {name}/{tag} are not cached and {host} cannot be reached; {fix}") from exc
     try:
         return open_clip.create_model(name, pretrained=tag)
     except Exception as exc:

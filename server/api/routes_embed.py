@@ -25,10 +25,18 @@ JSON_FIELDS = set(EmbedRequest.model_fields)
 
 
 @dataclass
-class ParsedEmbed:
-    """Inputs in output order: (modality, input_index, text or bytes)."""
+class ParsedInput:
+    modality: str
+    input_index: int
+    value: str | bytes
+    label: str  # how error messages name this input, e.g. "images[2] (cat.jpg)"
 
-    items: list[tuple[str, int, str | bytes]] = field(default_factory=list)
+
+@dataclass
+class ParsedEmbed:
+    """Inputs in output order."""
+
+    items: list[ParsedInput] = field(default_factory=list)
     encoding: str = "float"
     truncate: bool = True
 
@@ -81,23 +89,22 @@ async def _parse_json(request: Request, limits: LimitsSettings) -> ParsedEmbed:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images` in one request, not both")
         for i, inp in enumerate(req.inputs):
             value = inp.text if inp.modality == "text" else inp.image
-            parsed.items.append((inp.modality, i, value))  # type: ignore[arg-type]
+            parsed.items.append(ParsedInput(inp.modality, i, value, f"inputs[{i}].{inp.modality}"))  # type: ignore[arg-type]
     else:
-        parsed.items += [("text", i, t) for i, t in enumerate(req.texts)]
-        parsed.items += [("image", i, s) for i, s in enumerate(req.images)]
+        parsed.items += [ParsedInput("text", i, t, f"texts[{i}]") for i, t in enumerate(req.texts)]
+        parsed.items += [ParsedInput("image", i, s, f"images[{i}]") for i, s in enumerate(req.images)]
     _check_count(parsed, limits)
-    for idx, (modality, i, value) in enumerate(parsed.items):
-        if modality == "image":
-            label = f"inputs[{i}].image" if req.inputs else f"images[{i}]"
-            parsed.items[idx] = (modality, i, decode_media_string(value, "image", label, limits.max_image_bytes))  # type: ignore[arg-type]
+    for item in parsed.items:
+        if item.modality == "image":
+            item.value = decode_media_string(item.value, "image", item.label, limits.max_image_bytes)  # type: ignore[arg-type]
     return parsed
 
 
 async def _parse_multipart(request: Request, limits: LimitsSettings) -> ParsedEmbed:
     form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
     parsed = ParsedEmbed()
-    texts: list[str] = []
-    images: list[bytes] = []
+    texts: list[ParsedInput] = []
+    images: list[ParsedInput] = []
     for name, value in form.multi_items():
         if name in ("encoding", "truncate"):
             if not isinstance(value, str):
@@ -109,22 +116,20 @@ async def _parse_multipart(request: Request, limits: LimitsSettings) -> ParsedEm
             else:
                 parsed.truncate = value.strip().lower() not in ("false", "0", "no")
         elif name in ("texts", "text"):
-            if isinstance(value, UploadFile):
-                texts.append((await value.read()).decode("utf-8", errors="replace"))
-            else:
-                texts.append(value)
+            text = (await value.read()).decode("utf-8", errors="replace") if isinstance(value, UploadFile) else value
+            texts.append(ParsedInput("text", len(texts), text, f"texts[{len(texts)}]"))
         elif name in ("images", "image"):
             label = f"images[{len(images)}]" + (f" ({value.filename})" if isinstance(value, UploadFile) and value.filename else "")
-            if not isinstance(value, UploadFile):
-                images.append(decode_media_string(value, "image", label, limits.max_image_bytes))
-                continue
-            check_content_type(value.content_type, "image", label)
-            data = await value.read(limits.max_image_bytes + 1)
-            check_size(data, "image", label, limits.max_image_bytes)
-            images.append(data)
+            if isinstance(value, UploadFile):
+                check_content_type(value.content_type, "image", label)
+                data = await value.read(limits.max_image_bytes + 1)
+                check_size(data, "image", label, limits.max_image_bytes)
+            else:
+                data = decode_media_string(value, "image", label, limits.max_image_bytes)
+            images.append(ParsedInput("image", len(images), data, label))
         else:
             raise _unknown_field_error(name)
-    parsed.items = [("text", i, t) for i, t in enumerate(texts)] + [("image", i, b) for i, b in enumerate(images)]
+    parsed.items = texts + images
     _check_count(parsed, limits)
     return parsed
 
@@ -184,30 +189,36 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
 async def embed(request: Request) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service
     parsed = await parse_embed_request(request, request.app.state.settings.limits)
-    texts = [(i, v) for m, i, v in parsed.items if m == "text"]
-    images = [(i, v) for m, i, v in parsed.items if m == "image"]
-    for modality, group in (("text", texts), ("image", images)):
-        if group:
-            service.require(modality)
+    texts = [item for item in parsed.items if item.modality == "text"]
+    images = [item for item in parsed.items if item.modality == "image"]
     text_result, image_vectors = await asyncio.gather(
-        service.embed_texts([v for _, v in texts], truncate=parsed.truncate),  # type: ignore[misc]
-        service.embed_images([v for _, v in images], labels=[f"images[{i}]" for i, _ in images]),  # type: ignore[misc]
+        service.embed_texts([t.value for t in texts], truncate=parsed.truncate, labels=[t.label for t in texts]),  # type: ignore[misc]
+        service.embed_images([i.value for i in images], labels=[i.label for i in images]),  # type: ignore[misc]
     )
     text_rows = iter(range(len(texts)))
     image_rows = iter(range(len(images)))
     data: list[EmbeddingItem] = []
     warnings: list[str] = []
-    for position, (modality, input_index, _) in enumerate(parsed.items):
-        if modality == "text":
+    for position, item in enumerate(parsed.items):
+        if item.modality == "text":
             row = next(text_rows)
             truncated = text_result.truncated[row]
             if truncated:
-                warnings.append(f"text {input_index} was truncated to {service.manifest.towers['text'].preprocess.context_length} tokens")  # type: ignore[union-attr]
+                context = service.manifest.towers["text"].preprocess.context_length  # type: ignore[union-attr]
+                warnings.append(f"text {item.input_index} was truncated to {context} tokens")
             vector = text_result.vectors[row]
         else:
             row, truncated = next(image_rows), None
             vector = image_vectors[row]
-        data.append(EmbeddingItem(index=position, input_index=input_index, modality=modality, embedding=encode_vector(vector, parsed.encoding), truncated=truncated))  # type: ignore[arg-type]
+        data.append(
+            EmbeddingItem(
+                index=position,
+                input_index=item.input_index,
+                modality=item.modality,  # type: ignore[arg-type]
+                embedding=encode_vector(vector, parsed.encoding),
+                truncated=truncated,
+            )
+        )
     manifest = service.manifest
     return EmbedResponse(
         model=manifest.model_name,

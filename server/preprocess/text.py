@@ -49,12 +49,13 @@ class TextPreprocessor:
         pad_token = self.tokenizer.padding["pad_token"] if self.tokenizer.padding else "[PAD]"
         self.tokenizer.enable_padding(length=spec.context_length, pad_id=pad_id, pad_token=pad_token)
 
-    def __call__(self, texts: list[str], *, truncate: bool = True, label: str = "texts") -> TokenizedBatch:
+    def __call__(self, texts: list[str], *, truncate: bool = True, labels: list[str] | None = None) -> TokenizedBatch:
+        labels = labels or [f"texts[{i}]" for i in range(len(texts))]
         for i, text in enumerate(texts):
             if len(text) > self.max_chars:
                 raise OmnivecError(
                     ErrorCode.TEXT_TOO_LONG,
-                    f"{label}[{i}] has {len(text)} characters, over the limit of {self.max_chars}; split it into shorter texts",
+                    f"{labels[i]} has {len(text)} characters, over the limit of {self.max_chars}; split it into shorter texts",
                 )
         cleaned = [clean_text(t, self.spec.cleaning) for t in texts]
         encodings = self.tokenizer.encode_batch(cleaned)
@@ -64,7 +65,7 @@ class TextPreprocessor:
             if over:
                 raise OmnivecError(
                     ErrorCode.TEXT_TOO_LONG,
-                    f"{label}[{over[0]}] is longer than the model's context of {self.spec.context_length} tokens "
+                    f"{labels[over[0]]} is longer than the model's context of {self.spec.context_length} tokens "
                     "and the request set truncate=false; shorten it or allow truncation",
                 )
         arrays: dict[str, np.ndarray] = {}

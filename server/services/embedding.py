@@ -80,14 +80,14 @@ class EmbeddingService:
                 f"load a bundle exported with --towers including {modality}",
             )
 
-    async def embed_texts(self, texts: Sequence[str], *, truncate: bool = True) -> TextEmbeddings:
+    async def embed_texts(self, texts: Sequence[str], *, truncate: bool = True, labels: Sequence[str] | None = None) -> TextEmbeddings:
         if not texts:
             return TextEmbeddings(np.zeros((0, self.manifest.embed_dim), np.float32))
         self.require("text")
         assert self.text_preprocessor is not None
         loop = asyncio.get_running_loop()
         batch = await loop.run_in_executor(
-            self._preprocess_pool, lambda: self.text_preprocessor(list(texts), truncate=truncate)  # type: ignore[misc]
+            self._preprocess_pool, lambda: self.text_preprocessor(list(texts), truncate=truncate, labels=list(labels) if labels else None)  # type: ignore[misc]
         )
         vectors = await self.runners["text"].run(batch.arrays)
         return TextEmbeddings(l2_normalize(vectors), batch.truncated, batch.token_counts)

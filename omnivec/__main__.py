@@ -1,0 +1,5 @@
+import sys
+
+from omnivec.cli import main
+
+sys.exit(main())

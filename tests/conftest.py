@@ -1,0 +1,41 @@
+"""Shared fixtures: one tiny open_clip model exported once per session, and a real server on it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tests.serving import ServerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded():
+    """The PyTorch model the tiny bundle is exported from (the reference for parity checks)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from omnivec.model_export.loader import load_model
+
+    return load_model("omnivec-tiny", "none", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_loaded) -> Path:
+    from omnivec.model_export.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle("omnivec-tiny", "none", out, loaded=tiny_loaded)
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(tiny_bundle, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    proc = ServerProcess(tiny_bundle, log=log, env={"OMNIVEC_LIMITS__MAX_REQUEST_BYTES": str(4 * 1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_BYTES": str(1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_PIXELS": str(4_000_000)}).start()
+    yield proc
+    proc.stop()

@@ -1,0 +1,64 @@
+"""Deterministic test media written in every format the server accepts."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def scene(width: int = 120, height: int = 90, seed: int = 0) -> Image.Image:
+    """A non-trivial RGB picture: gradient background, shapes, some noise."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    base = np.stack([x * np.ones_like(y), y * np.ones_like(x), (x + y) / 2], -1) * 200
+    base += rng.normal(0, 12, base.shape)
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width // 6, height // 6, width // 2, height // 2 + 10), fill=(220, 30, 40))
+    if width > 20 and height > 20:
+        draw.rectangle((width // 2, height // 3, width - 8, height - 8), fill=(30, 60, 210))
+    return img
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def sample_files() -> dict[str, bytes]:
+    """name -> encoded bytes covering formats, modes and orientation."""
+    rgb = scene(120, 90, seed=1)
+    tall = scene(64, 150, seed=2)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    frames = [scene(80, 80, seed=s).convert("P", palette=Image.Palette.ADAPTIVE) for s in (3, 4)]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "photo.jpg": encode(rgb, "JPEG", quality=92),
+        "tall.png": encode(tall, "PNG"),
+        "alpha.png": encode(rgba, "PNG"),
+        "grey.png": encode(rgb.convert("L"), "PNG"),
+        "palette.png": encode(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        "photo.webp": encode(rgb, "WEBP", quality=90),
+        "anim.gif": gif.getvalue(),
+        "photo.bmp": encode(rgb, "BMP"),
+        "rotated.jpg": encode(rgb, "JPEG", quality=92, exif=exif),
+        "tiny.png": encode(scene(7, 5, seed=5), "PNG"),
+    }
+
+
+def open_as_user_expects(data: bytes) -> Image.Image:
+    """What a user means by 'this image': first frame, EXIF orientation applied, RGB."""
+    from PIL import ImageOps
+
+    img = Image.open(io.BytesIO(data))
+    img.seek(0)
+    img = ImageOps.exif_transpose(img)
+    return img.convert("RGB")
