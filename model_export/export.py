@@ -21,7 +21,8 @@ from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, Im
 
 from .loader import ExportError, LoadedModel, load_model
 from .onnx_export import export_tower
-from .parity import FP32_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_images
+from .parity import FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_images
+from .quantize import quantize_int8
 
 TOWERS = ("image", "text")
 Progress = Callable[[str], None]
@@ -113,6 +114,7 @@ def export_bundle(
     progress: Progress | None = None,
     seed: int = 0,
     loaded: LoadedModel | None = None,
+    int8: bool = False,
 ) -> ExportResult:
     """Export `towers` of an open_clip model to a bundle at `out`, refusing any tower below fp32 parity."""
     say = progress or (lambda _msg: None)
@@ -167,7 +169,22 @@ def export_bundle(
                     "does not reproduce the PyTorch model (please report this with the model config)"
                 )
             embed_dim = reference.shape[1]
+            variants = {}
+            if int8:
+                say(f"quantising the {modality} tower to int8 (per-channel, dynamic)")
+                int8_file = f"{modality}.int8.onnx"
+                quantize_int8(work / file, work / int8_file)
+                q_report = compare(reference, onnx_embed(work / int8_file, onnx_inputs))
+                q_report["shipped"] = q_report["cos_min"] >= INT8_MIN_COS
+                if q_report["shipped"]:
+                    variants["int8"] = int8_file
+                else:
+                    q_report["reason"] = f"cos_min {q_report['cos_min']:.4f} < {INT8_MIN_COS}: int8 loses too much; this tower serves fp32"
+                    (work / int8_file).unlink()
+                    say(f"not shipping int8 {modality}: {q_report['reason']}")
+                parity[modality]["int8"] = q_report
             tower_specs[modality] = {
+                "variants": variants,
                 "file": file,
                 "inputs": [{"name": input_name, "dtype": dtype, "shape": shape}],
                 "output": {"name": "embeddings", "dtype": "float32", "shape": ["batch", embed_dim]},

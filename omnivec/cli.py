@@ -28,6 +28,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write (replaced if it already holds a bundle)")
     p.add_argument("--towers", default="image,text", help="comma-separated towers to export (default: image,text)")
     p.add_argument("--seed", type=int, default=0, help="seed for random init (default 0)")
+    p.add_argument("--int8", action="store_true", help="also write per-channel int8 towers (served with --precision int8); a tower whose int8 cosine to PyTorch is below 0.99 keeps fp32 only")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -79,17 +80,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         towers = [t.strip() for t in args.towers.split(",") if t.strip()]
-        steps = 3 + 2 * len(towers)  # load, hash, (export, parity) per tower, write
+        steps = 3 + (3 if args.int8 else 2) * len(towers)  # load, hash, (export, parity[, int8]) per tower, write
         with tqdm(total=steps, desc="export", unit="step", file=sys.stderr) as bar:
             def progress(message: str) -> None:
                 bar.set_postfix_str(message)
                 bar.update(1)
 
-            result = export_bundle(args.model, args.pretrained, args.out, towers=towers, progress=progress, seed=args.seed)
+            result = export_bundle(args.model, args.pretrained, args.out, towers=towers, progress=progress, seed=args.seed, int8=args.int8)
     except ExportError as exc:
         print(f"omnivec export: error: {exc}", file=sys.stderr)
         return 2
-    summary = {m: r["fp32"] for m, r in result.parity.items() if isinstance(r, dict) and "fp32" in r}
+    summary = {m: r for m, r in result.parity.items() if isinstance(r, dict)}
     print(json.dumps({"bundle": str(result.out), "space_id": result.manifest.space_id, "parity": summary}))
     return 0
 

@@ -30,6 +30,14 @@ class ModelSettings(BaseModel):
     inter_op_threads: int = Field(1, ge=1, description="Threads across independent graph nodes (1 is best for these models).")
 
 
+class BatchingSettings(BaseModel):
+    enabled: bool = Field(True, description="Merge rows from concurrent requests into one model call per tower.")
+    max_batch: int = Field(32, ge=1, description="Most rows per model call.")
+    max_queue: int = Field(1024, ge=1, description="Most rows waiting per tower; beyond it requests get 429 + Retry-After.")
+    max_wait_ms: float = Field(5.0, ge=0, description="Longest extra wait for concurrent clients; never spent by a lone client.")
+    workers: int = Field(1, ge=1, description="Concurrent model calls per tower.")
+
+
 class LimitsSettings(BaseModel):
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded image (413 above).")
@@ -42,7 +50,7 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     preprocess_threads: int = Field(default_factory=default_threads, ge=1, description="Threads decoding and resizing media.")
-    inference_threads: int = Field(1, ge=1, description="Worker threads running model calls (one per tower is plenty on CPU).")
+    inference_threads: int = Field(2, ge=1, description="Threads running model calls (shared by all towers).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
 
@@ -53,5 +61,6 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Where indexes, caches and bootstrapped models live.")
     model: ModelSettings = Field(default_factory=ModelSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

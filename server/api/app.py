@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -17,6 +18,7 @@ import omnivec
 
 from ..bundle import BundleError, ModelBundle
 from ..errors import ErrorCode, OmnivecError
+from ..metrics import Metrics
 from ..services.embedding import EmbeddingService
 from ..settings import Settings
 from . import routes_embed, routes_system
@@ -59,6 +61,35 @@ class BodySizeLimit:
             f"request body of {size}+ bytes is over the limit of {self.max_bytes}; split it into smaller requests "
             "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES)",
         )
+
+
+class RequestMetrics:
+    """Count requests by route template (not raw path: ids must not explode label cardinality)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, scope.get("method", ""), str(status)).inc()
+            self.metrics.request_latency.labels(path).observe(time.monotonic() - started)
 
 
 async def _send_error(send: Send, exc: OmnivecError) -> None:
@@ -119,7 +150,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
         if own:
             if settings.model.bundle is None:
                 raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
-            app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings)
+            app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings, metrics=app.state.metrics)
         else:
             app.state.service = service
         log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
@@ -138,10 +169,12 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     )
     app.state.settings = settings
     app.state.service = None
+    app.state.metrics = service.metrics if service is not None and service.metrics is not None else Metrics()
     _install_error_handlers(app)
     app.include_router(routes_system.router)
     app.include_router(routes_embed.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

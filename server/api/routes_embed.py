@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from ..errors import ErrorCode, OmnivecError
 from ..services.embedding import EmbeddingService
 from ..settings import LimitsSettings
+from .disconnect import cancel_on_disconnect
 from .media import check_content_type, check_size, decode_media_string
 from .schemas import EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 
@@ -191,9 +192,12 @@ async def embed(request: Request) -> EmbedResponse:
     parsed = await parse_embed_request(request, request.app.state.settings.limits)
     texts = [item for item in parsed.items if item.modality == "text"]
     images = [item for item in parsed.items if item.modality == "image"]
-    text_result, image_vectors = await asyncio.gather(
-        service.embed_texts([t.value for t in texts], truncate=parsed.truncate, labels=[t.label for t in texts]),  # type: ignore[misc]
-        service.embed_images([i.value for i in images], labels=[i.label for i in images]),  # type: ignore[misc]
+    text_result, image_vectors = await cancel_on_disconnect(
+        request,
+        asyncio.gather(
+            service.embed_texts([t.value for t in texts], truncate=parsed.truncate, labels=[t.label for t in texts]),  # type: ignore[misc]
+            service.embed_images([i.value for i in images], labels=[i.label for i in images]),  # type: ignore[misc]
+        ),
     )
     text_rows = iter(range(len(texts)))
     image_rows = iter(range(len(images)))

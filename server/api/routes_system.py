@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import ErrorCode, OmnivecError
 from .schemas import ModelInfo, ModelsResponse, TowerInfo
@@ -50,3 +51,8 @@ async def models(request: Request) -> ModelsResponse:
         source=manifest.source,
     )
     return ModelsResponse(data=[info])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

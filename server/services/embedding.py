@@ -17,7 +17,9 @@ from ..bundle import ImagePreprocess, ModelBundle, TextPreprocess
 from ..errors import ErrorCode, OmnivecError
 from ..inference.encoder import Encoder, l2_normalize
 from ..inference.onnx import OnnxEncoder
+from ..inference.batcher import BatchingRunner
 from ..inference.runner import DirectRunner, TowerRunner
+from ..metrics import Metrics
 from ..preprocess.image import preprocess_image
 from ..preprocess.text import TextPreprocessor
 from ..settings import Settings
@@ -33,14 +35,21 @@ class TextEmbeddings:
 class EmbeddingService:
     """Owns the towers of one bundle and turns requests into normalised embeddings."""
 
-    def __init__(self, bundle: ModelBundle, settings: Settings, encoders: dict[str, Encoder] | None = None) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        settings: Settings,
+        encoders: dict[str, Encoder] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.bundle = bundle
         self.settings = settings
         self.manifest = bundle.manifest
         self._preprocess_pool = ThreadPoolExecutor(settings.server.preprocess_threads, thread_name_prefix="omnivec-pre")
         self._inference_pool = ThreadPoolExecutor(settings.server.inference_threads, thread_name_prefix="omnivec-infer")
         self.encoders: dict[str, Encoder] = encoders if encoders is not None else self._load_encoders()
-        self.runners: dict[str, TowerRunner] = {m: DirectRunner(e, self._inference_pool) for m, e in self.encoders.items()}
+        self.metrics = metrics
+        self.runners: dict[str, TowerRunner] = {m: self._runner(e) for m, e in self.encoders.items()}
         self.precisions = {m: self._precision_of(m) for m in self.encoders}
         self.text_preprocessor: TextPreprocessor | None = None
         if "text" in self.manifest.towers:
@@ -62,6 +71,20 @@ class EmbeddingService:
             )
             for modality in self.bundle.modalities
         }
+
+    def _runner(self, encoder: Encoder) -> TowerRunner:
+        cfg = self.settings.batching
+        if not cfg.enabled:
+            return DirectRunner(encoder, self._inference_pool)
+        return BatchingRunner(
+            encoder,
+            self._inference_pool,
+            max_batch=cfg.max_batch,
+            max_queue=cfg.max_queue,
+            max_wait_ms=cfg.max_wait_ms,
+            workers=cfg.workers,
+            metrics=self.metrics,
+        )
 
     def _precision_of(self, modality: str) -> str:
         wanted = self.settings.model.precision

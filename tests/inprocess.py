@@ -1,0 +1,69 @@
+"""A real uvicorn server on 127.0.0.1 in a background thread, around an app built in the test.
+
+Used when a test must control the encoder (slow it down, make it fail on one input) while
+still going through real HTTP, real preprocessing and the real ONNX model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import uvicorn
+
+from tests.serving import free_port
+
+
+class InProcessServer:
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=30))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "InProcessServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise TimeoutError("in-process server did not become ready")
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.thread.join(30)
+
+
+class SlowEncoder:
+    """Wraps a real encoder: adds latency per call, records rows, optionally fails on a token id."""
+
+    def __init__(self, inner, delay: float = 0.0, poison_token: int | None = None) -> None:
+        self.inner = inner
+        self.modality = inner.modality
+        self.input_names = inner.input_names
+        self.dim = inner.dim
+        self.delay = delay
+        self.poison_token = poison_token
+        self.batches: list[int] = []
+        self.seen_ids: list = []
+        self._lock = threading.Lock()
+
+    def encode(self, inputs):
+        with self._lock:
+            self.batches.append(len(next(iter(inputs.values()))))
+            if "input_ids" in inputs:
+                self.seen_ids.extend(inputs["input_ids"].tolist())
+        time.sleep(self.delay)
+        if self.poison_token is not None and (inputs["input_ids"] == self.poison_token).any():
+            raise RuntimeError("the model cannot handle this token")
+        return self.inner.encode(inputs)
+
+    def close(self) -> None:
+        self.inner.close()
