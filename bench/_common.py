@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark scripts: cached bundles, timing, the final JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "data" / "bench"
+
+
+def bundle(model: str = "ViT-B-32", int8: bool = True) -> Path:
+    """Export `model` (random init) once into data/bench/ and reuse it on later runs."""
+    out = CACHE / model.lower()
+    if not (out / "manifest.json").is_file() or (int8 and not any(out.glob("*.int8.onnx"))):
+        print(f"exporting {model} to {out} (first run only)...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "omnivec", "export", "--model", model, "--pretrained", "none", "--out", str(out)]
+        subprocess.run(cmd + (["--int8"] if int8 else []), check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def items_per_second(fn: Callable[[], object], items: int, min_seconds: float, min_reps: int = 1) -> float:
+    """Throughput of `fn` (one warm-up call, then repeat until min_seconds and min_reps)."""
+    fn()
+    reps, start = 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - start < min_seconds:
+        fn()
+        reps += 1
+    return reps * items / (time.perf_counter() - start)
+
+
+def matmul_peak_flops(threads: int, seconds: float = 2.0, n: int = 2048) -> float:
+    """Sustained fp32 matmul FLOP/s of this machine with numpy/BLAS at `threads` threads."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = a.T.copy()
+    with threadpool_limits(threads):
+        return items_per_second(lambda: a @ b, 2 * n**3, seconds, min_reps=3)
+
+
+def blas_info() -> str:
+    from threadpoolctl import threadpool_info
+
+    return ", ".join(f"{i['internal_api']}:{i.get('architecture', '?')}" for i in threadpool_info()) or "unknown"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def final_json(figures: dict) -> None:
+    """The last line of every benchmark: one JSON object of its figures."""
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}), flush=True)
+
+
+def set_threads_env(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
