@@ -1,0 +1,1 @@
+"""Synthetic corpora generated deterministically from a seed (no downloads)."""

@@ -1,0 +1,88 @@
+"""Retrieval and zero-shot evaluation of a CLIP-style model on a validation split.
+
+recall@k counts a hit when a retrieved item carries the same caption (image->text) or the
+query's caption (text->image), so duplicate captions (class-folder data) are not penalised.
+Alignment and uniformity follow Wang & Isola (2020): lower is better for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+KS = (1, 5, 10)
+
+
+def embed_pairs(model: Any, dataset: Any, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    images, texts = [], []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            img = torch.stack([it[0] for it in items])
+            txt = torch.stack([it[1] for it in items])
+            images.append(torch.nn.functional.normalize(model.encode_image(img).float(), dim=-1).numpy())
+            texts.append(torch.nn.functional.normalize(model.encode_text(txt).float(), dim=-1).numpy())
+    return np.concatenate(images), np.concatenate(texts)
+
+
+def recall_at_k(image_emb: np.ndarray, text_emb: np.ndarray, captions: list[str]) -> dict[str, float]:
+    sims = image_emb @ text_emb.T
+    caption_ids = np.unique(np.asarray(captions), return_inverse=True)[1]
+    out: dict[str, float] = {}
+    for k in KS:
+        kk = min(k, sims.shape[1])
+        top_texts = np.argsort(-sims, axis=1)[:, :kk]
+        out[f"image_to_text_r@{k}"] = float(np.mean([(caption_ids[row] == caption_ids[i]).any() for i, row in enumerate(top_texts)]))
+        top_images = np.argsort(-sims.T, axis=1)[:, :kk]
+        out[f"text_to_image_r@{k}"] = float(np.mean([(caption_ids[row] == caption_ids[i]).any() for i, row in enumerate(top_images)]))
+    return out
+
+
+def alignment_uniformity(image_emb: np.ndarray, text_emb: np.ndarray, max_points: int = 2000) -> dict[str, float]:
+    align = float(np.mean(np.sum((image_emb - text_emb) ** 2, axis=1)))
+
+    def uniformity(x: np.ndarray) -> float:
+        x = x[:max_points]
+        sq = np.sum(x**2, 1)[:, None] + np.sum(x**2, 1)[None, :] - 2 * x @ x.T
+        iu = np.triu_indices(len(x), k=1)
+        return float(np.log(np.mean(np.exp(-2 * np.maximum(sq[iu], 0))))) if len(iu[0]) else 0.0
+
+    return {"alignment": align, "uniformity_image": uniformity(image_emb), "uniformity_text": uniformity(text_emb)}
+
+
+def zero_shot_accuracy(model: Any, image_emb: np.ndarray, labels: list[str], templates: list[str], tokenizer: Callable) -> float:
+    """Top-1 accuracy of classifying each image among all label names (prompt-ensembled)."""
+    import torch
+
+    classes = sorted(set(labels))
+    with torch.no_grad():
+        weights = []
+        for name in classes:
+            emb = torch.nn.functional.normalize(model.encode_text(tokenizer([t.format(name) for t in templates])).float(), dim=-1)
+            weights.append(torch.nn.functional.normalize(emb.mean(0), dim=0).numpy())
+    predicted = np.argmax(image_emb @ np.stack(weights).T, axis=1)
+    truth = np.array([classes.index(label) for label in labels])
+    return float(np.mean(predicted == truth))
+
+
+def evaluate(model: Any, dataset: Any, templates: list[str], tokenizer: Callable) -> dict[str, float]:
+    image_emb, text_emb = embed_pairs(model, dataset)
+    pairs = dataset.pairs
+    metrics = recall_at_k(image_emb, text_emb, [p.caption for p in pairs])
+    metrics.update(alignment_uniformity(image_emb, text_emb))
+    labels = [p.label for p in pairs]
+    if all(labels):
+        metrics["zero_shot_top1"] = zero_shot_accuracy(model, image_emb, labels, templates, tokenizer)  # type: ignore[arg-type]
+    return metrics
+
+
+def markdown_report(history: list[dict[str, Any]]) -> str:
+    keys = [k for k in history[0]["metrics"]]
+    lines = ["| epoch | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for row in history:
+        lines.append(f"| {row['epoch']} | " + " | ".join(f"{row['metrics'][k]:.4f}" for k in keys) + " |")
+    return "# Fine-tune evaluation\n\nEpoch 0 is the starting point, before training.\n\n" + "\n".join(lines) + "\n"

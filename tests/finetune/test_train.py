@@ -1,0 +1,139 @@
+"""The fine-tune loop on a tiny model and a synthetic shapes corpus: it learns, reports, resumes, exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnivec.finetune.config import FinetuneConfig
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from omnivec.finetune.corpora.shapes import generate
+
+    return generate(tmp_path_factory.mktemp("shapes"), per_combo=10, colors=["red", "green", "blue", "yellow"], shapes=["circle", "square", "triangle"])
+
+
+def _config(corpus: Path, out: Path, **overrides) -> FinetuneConfig:
+    base = dict(
+        train_data=corpus, out=out, epochs=15, batch_size=24, lr=2e-3, warmup_steps=3, val_fraction=0.3,
+        tile_size=7, chunk_size=12, templates=["a {}"], weight_decay=0.0, threads=1,
+    )
+    base.update(overrides)
+    return FinetuneConfig(**base)
+
+
+def _mean_recall(metrics: dict, k: int) -> float:
+    return (metrics[f"image_to_text_r@{k}"] + metrics[f"text_to_image_r@{k}"]) / 2
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    from omnivec.finetune.train import finetune
+
+    return finetune(_config(corpus, tmp_path_factory.mktemp("run")), progress=False, log=lambda _m: None)
+
+
+def test_training_improves_validation_recall(trained):
+    first, last = trained.history[0]["metrics"], trained.history[-1]["metrics"]
+    assert trained.history[0]["epoch"] == 0 and len(trained.history) == 16
+    assert _mean_recall(last, 5) >= _mean_recall(first, 5) + 0.15, (first, last)
+    assert _mean_recall(last, 10) >= _mean_recall(first, 10) + 0.15, (first, last)
+    assert last["alignment"] < first["alignment"]
+    assert "zero_shot_top1" in last
+
+
+def test_reports_written(trained):
+    report = json.loads((trained.out / "report.json").read_text())
+    assert len(report["history"]) == 16 and report["config"]["loss"] == "clip"
+    md = (trained.out / "report.md").read_text()
+    assert "| epoch |" in md and "image_to_text_r@1" in md
+
+
+def test_exported_bundle_serves_the_trained_weights(trained, tiny_bundle):
+    import torch
+    from fastapi.testclient import TestClient
+
+    from omnivec.server.api.app import create_app
+    from omnivec.server.bundle import ModelBundle
+    from omnivec.server.settings import Settings
+
+    bundle = ModelBundle.load(trained.bundle)
+    assert bundle.manifest.space_id != ModelBundle.load(tiny_bundle).manifest.space_id, "fine-tuned weights form a new space"
+    assert bundle.manifest.source["finetune_steps"] == trained.steps
+    settings = Settings()
+    settings.model.bundle = trained.bundle
+    settings.model.intra_op_threads = 1
+    with TestClient(create_app(settings)) as client:
+        served = np.array(client.post("/v1/embed", json={"texts": ["a red circle"]}).json()["data"][0]["embedding"])
+    from omnivec.finetune.train import _load_into
+    from omnivec.model_export.loader import load_model
+
+    reference = load_model("omnivec-tiny", "none")
+    _load_into(reference.model, trained.out / "checkpoints" / "last.pt")
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(reference.model.encode_text(reference.tokenizer(["a red circle"])), dim=-1)[0].numpy()
+    assert float(served @ expected) >= 0.99999
+
+
+def test_resume_continues_from_checkpoint(corpus, tmp_path):
+    from omnivec.finetune.train import finetune
+
+    out = tmp_path / "resume"
+    first = finetune(_config(corpus, out, epochs=2, export=False), progress=False, log=lambda _m: None)
+    second = finetune(_config(corpus, out, epochs=3, export=False, resume=out / "checkpoints" / "last.pt"), progress=False, log=lambda _m: None)
+    assert second.steps == first.steps * 3 // 2
+    assert [h["epoch"] for h in second.history] == [0, 1, 2, 3]
+
+
+def test_start_from_own_checkpoint_and_locked_text_tower(corpus, tmp_path, trained):
+    import torch
+
+    from omnivec.finetune.train import _load_into, finetune
+    from omnivec.model_export.loader import load_model
+
+    ckpt = trained.out / "checkpoints" / "last.pt"
+    result = finetune(
+        _config(corpus, tmp_path / "lit", epochs=1, pretrained=str(ckpt), lock_text=True, export=True),
+        progress=False, log=lambda _m: None,
+    )
+    before, after = load_model("omnivec-tiny", "none"), load_model("omnivec-tiny", "none")
+    _load_into(before.model, ckpt)
+    _load_into(after.model, result.out / "checkpoints" / "last.pt")
+    text_before = before.model.transformer.state_dict()
+    for name, tensor in after.model.transformer.state_dict().items():
+        assert torch.equal(tensor, text_before[name]), f"locked text tower changed: {name}"
+    assert not torch.equal(after.model.visual.conv1.weight, before.model.visual.conv1.weight), "the image tower trains"
+
+
+def test_siglip_loss_trains(corpus, tmp_path):
+    from omnivec.finetune.train import finetune
+
+    result = finetune(_config(corpus, tmp_path / "siglip", epochs=2, loss="siglip", export=True), progress=False, log=lambda _m: None)
+    from omnivec.server.bundle import ModelBundle
+
+    scoring = ModelBundle.load(result.bundle).manifest.scoring
+    assert scoring.kind == "sigmoid" and scoring.logit_bias is not None
+
+
+def test_config_from_yaml_and_flags(tmp_path, corpus):
+    import argparse
+
+    from omnivec.finetune.config import add_config_flags, config_from_args
+
+    yaml_file = tmp_path / "ft.yaml"
+    yaml_file.write_text(f"train_data: {corpus}\nepochs: 7\nlr: 0.01\nlock_text: true\n")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path)
+    add_config_flags(parser)
+    cfg = config_from_args(parser.parse_args(["--config", str(yaml_file), "--epochs", "3", "--no-lock-text", "--templates", "a {}", "--templates", "the {}"]))
+    assert (cfg.epochs, cfg.lr, cfg.lock_text, cfg.templates) == (3, 0.01, False, ["a {}", "the {}"])
+    with pytest.raises(ValueError, match="batch_size"):
+        config_from_args(parser.parse_args(["--config", str(yaml_file), "--batch-size", "1"]))
