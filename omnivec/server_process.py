@@ -1,4 +1,4 @@
-"""Start a real `omnivec serve` process on 127.0.0.1 for tests, and stop it cleanly."""
+"""Run `omnivec serve` as a child process on 127.0.0.1 (tests, benchmarks, scripts) and stop it cleanly."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "OMNIVEC_MODEL__INTRA_OP_THREADS": "1", "OMNIVEC_SERVER__PREPROCESS_THREADS": "1", **(env or {})}
         self.cmd = [sys.executable, "-m", "omnivec", "serve", "--bundle", str(bundle), "--port", str(self.port), *(args or [])]
+        self.pid: int | None = None
         self.log = log
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
         out = open(self.log, "wb") if self.log else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -56,3 +58,9 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -10,7 +10,15 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.serving import ServerProcess  # noqa: E402
+from omnivec.server_process import ServerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory):
+    """Every server a test starts (in-process or child) keeps its index and label sets in a tmp dir, never ./data."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIVEC_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 import httpx
 import uvicorn
 
-from tests.serving import free_port
+from omnivec.server_process import free_port
 
 
 class InProcessServer:
