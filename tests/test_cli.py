@@ -29,7 +29,7 @@ def test_export_then_embed(tmp_path, tiny_bundle):
     proc = _run("export", "--model", "omnivec-tiny", "--pretrained", "none", "--out", str(out), "--towers", "text")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["parity"]["text"]["cos_min"] >= 0.99999
+    assert summary["parity"]["text"]["fp32"]["cos_min"] >= 0.99999  # per-precision report since the int8 export
     assert "export" in proc.stderr, "progress is shown on stderr"
 
     image = tmp_path / "scene.png"
