@@ -49,13 +49,6 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def _load_into(model: Any, path: Path) -> None:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state)
-
-
 def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> FinetuneResult:
     """Train per `config`; returns the evaluation history and the exported bundle path."""
     import torch
@@ -82,12 +75,9 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     if is_main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
-    # A checkpoint this module wrote is loaded after building the architecture (open_clip loads it too).
-    own_checkpoint = config.pretrained not in ("none", "") and Path(config.pretrained).is_file() and _is_own_checkpoint(Path(config.pretrained))
-    loaded = load_model(config.model, "none" if own_checkpoint else config.pretrained, seed=config.seed)
+    # Checkpoints this module wrote keep the weights under "state_dict", which the loader reads too.
+    loaded = load_model(config.model, config.pretrained, seed=config.seed)
     model = loaded.model
-    if own_checkpoint:
-        _load_into(model, Path(config.pretrained))
     if config.loss == "siglip" and getattr(model, "logit_bias", None) is None:
         model.logit_bias = torch.nn.Parameter(torch.tensor(-10.0))
         model.logit_scale.data.fill_(math.log(10.0))
@@ -211,16 +201,6 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     if world > 1:
         dist.barrier()
     return FinetuneResult(out, history, bundle, step)
-
-
-def _is_own_checkpoint(path: Path) -> bool:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        return False
-    return isinstance(state, dict) and state.get(CHECKPOINT_MARKER) is True
 
 
 def _save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, step: int, epoch: int, history: list, config: FinetuneConfig) -> None:

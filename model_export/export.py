@@ -17,14 +17,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, ImagePreprocess, Manifest, TextPreprocess
+from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, AudioPreprocess, ImagePreprocess, Manifest, TextPreprocess
 
 from .loader import ExportError, LoadedModel, load_model
 from .onnx_export import export_tower
-from .parity import FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_images
+from .parity import FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_audio, parity_images
 from .quantize import quantize_int8
 
-TOWERS = ("image", "text")
+TOWERS = ("image", "text", "audio")
 Progress = Callable[[str], None]
 
 
@@ -56,6 +56,18 @@ def _image_spec(loaded: LoadedModel) -> ImagePreprocess:
         std=tuple(cfg.get("std")),
         fill_color=int(cfg.get("fill_color", 0)),
     )
+
+
+def _audio_spec(loaded: LoadedModel) -> AudioPreprocess:
+    cfg = loaded.model.audio_tower.cfg
+    return AudioPreprocess(
+        sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds, hop_seconds=cfg.hop_seconds, max_seconds=cfg.max_seconds,
+        n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
+    )
+
+
+def available_towers(loaded: LoadedModel) -> list[str]:
+    return ["image", "text"] + (["audio"] if hasattr(loaded.model, "audio_tower") else [])
 
 
 def _text_spec(loaded: LoadedModel) -> TextPreprocess:
@@ -93,8 +105,9 @@ def _write_tokenizer(loaded: LoadedModel, spec: TextPreprocess, path: Path) -> N
 def _torch_embed(model: Any, modality: str, batch: Any) -> np.ndarray:
     import torch
 
+    encode = {"image": model.encode_image, "text": model.encode_text, "audio": getattr(model, "encode_audio", None)}[modality]
     with torch.no_grad():
-        out = model.encode_image(batch) if modality == "image" else model.encode_text(batch)
+        out = encode(batch)
     return out.float().numpy()
 
 
@@ -110,7 +123,7 @@ def export_bundle(
     pretrained: str,
     out: Path,
     *,
-    towers: Sequence[str] = TOWERS,
+    towers: Sequence[str] | None = None,
     progress: Progress | None = None,
     seed: int = 0,
     loaded: LoadedModel | None = None,
@@ -118,16 +131,21 @@ def export_bundle(
 ) -> ExportResult:
     """Export `towers` of an open_clip model to a bundle at `out`, refusing any tower below fp32 parity."""
     say = progress or (lambda _msg: None)
-    unknown = [t for t in towers if t not in TOWERS]
-    if unknown or not towers:
-        raise ExportError(f"--towers {','.join(towers)}: choose from {','.join(TOWERS)}")
+    unknown = [t for t in towers or () if t not in TOWERS]
+    if unknown or (towers is not None and not towers):
+        raise ExportError(f"--towers {','.join(towers or ())}: choose from {','.join(TOWERS)}")
     out = Path(out)
     _check_out_dir(out)
 
     say(f"loading {model} (pretrained: {pretrained})")
     loaded = loaded or load_model(model, pretrained, seed=seed)
+    towers = list(towers) if towers else available_towers(loaded)
+    missing = [t for t in towers if t not in available_towers(loaded)]
+    if missing:
+        raise ExportError(f"{loaded.name} has no {', '.join(missing)} tower; it has: {', '.join(available_towers(loaded))}")
     import torch
 
+    from omnivec.server.preprocess.audio import preprocess_audio
     from omnivec.server.preprocess.image import image_to_array
     from omnivec.server.preprocess.text import TextPreprocessor
 
@@ -146,6 +164,12 @@ def export_bundle(
                 example = torch.from_numpy(arrays)
                 input_name, dtype, shape = "pixel_values", "float32", ["batch", 3, *spec.size]
                 onnx_inputs = {input_name: arrays}
+            elif modality == "audio":
+                spec = _audio_spec(loaded)
+                arrays = np.concatenate([preprocess_audio(data, spec).windows for data in parity_audio()])
+                example = torch.from_numpy(arrays)
+                input_name, dtype, shape = "waveform", "float32", ["batch", arrays.shape[1]]
+                onnx_inputs = {input_name: arrays}
             else:
                 spec = _text_spec(loaded)
                 _write_tokenizer(loaded, spec, work / spec.file)
@@ -160,7 +184,7 @@ def export_bundle(
             say(f"exporting the {modality} tower to ONNX")
             export_tower(loaded.model, modality, example, input_name, work / file)
             say(f"checking {modality} parity (ONNX vs PyTorch)")
-            reference = _torch_embed(loaded.model, modality, example if modality == "image" else arrays)
+            reference = _torch_embed(loaded.model, modality, arrays if modality == "text" else example)
             report = compare(reference, onnx_embed(work / file, onnx_inputs))
             parity[modality] = {"fp32": report}
             if report["cos_min"] < FP32_MIN_COS:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -48,29 +49,40 @@ def shipped_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
-def _register_config(model: str) -> str:
-    """Accept an open_clip name, a config shipped with omnivec, or a path to a config JSON."""
+def _register_config(model: str) -> tuple[str, dict | None]:
+    """Accept an open_clip name, a config shipped with omnivec, or a path to a config JSON.
+
+    Returns the name open_clip knows it by and the omnivec-only `audio_cfg` section, if any
+    (open_clip does not know audio towers, so that section is kept out of its registry).
+    """
     import open_clip
 
     path = Path(model)
+    if path.suffix != ".json" and (CONFIG_DIR / f"{model}.json").is_file():
+        path = CONFIG_DIR / f"{model}.json"
     if path.suffix == ".json":
         if not path.is_file():
             raise ExportError(f"model config {path} does not exist")
         try:
-            json.loads(path.read_text())
+            config = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ExportError(f"model config {path} is not valid JSON: {exc}") from exc
-        open_clip.add_model_config(path)
-        return path.stem
-    if (CONFIG_DIR / f"{model}.json").is_file():
-        open_clip.add_model_config(CONFIG_DIR / f"{model}.json")
-        return model
+        audio_cfg = config.pop("audio_cfg", None)
+        if audio_cfg is None:
+            open_clip.add_model_config(path)
+        else:
+            audio_cfg = {**audio_cfg, "embed_dim": config["embed_dim"]}
+            with tempfile.TemporaryDirectory() as tmp:  # open_clip registers a config file by its stem
+                stripped = Path(tmp) / path.name
+                stripped.write_text(json.dumps(config))
+                open_clip.add_model_config(stripped)
+        return path.stem, audio_cfg
     if model not in open_clip.list_models():
         raise ExportError(
             f"unknown model {model!r}: use an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
             f"one shipped with omnivec ({', '.join(shipped_configs())}), or a path to a config .json"
         )
-    return model
+    return model, None
 
 
 @contextlib.contextmanager
@@ -109,17 +121,14 @@ def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> Loaded
     import open_clip
     import torch
 
-    name = _register_config(model)
+    name, audio_cfg = _register_config(model)
     torch.manual_seed(seed)
     kind = "none"
     if pretrained in ("", "none", None):
         net = open_clip.create_model(name, pretrained=None)
     elif Path(pretrained).is_file():
         kind = "file"
-        try:
-            net = open_clip.create_model(name, pretrained=str(pretrained))
-        except Exception as exc:  # open_clip raises several types for bad checkpoints
-            raise ExportError(f"could not load checkpoint {pretrained} into {name}: {exc}") from exc
+        net = _load_file(name, Path(pretrained), audio_cfg)
     elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
         raise ExportError(f"checkpoint file {pretrained} does not exist")
     else:
@@ -128,6 +137,8 @@ def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> Loaded
         if pretrained not in tags:
             raise ExportError(f"{name} has no pretrained tag {pretrained!r}; known tags: {', '.join(tags) or 'none'}")
         net = _load_by_tag(name, pretrained)
+    if audio_cfg is not None and not hasattr(net, "audio_tower"):
+        attach_audio_tower(net, audio_cfg)
     net.eval()
     tokenizer = open_clip.get_tokenizer(name)
     preprocess_cfg = dict(getattr(net.visual, "preprocess_cfg", {}) or {})
@@ -153,6 +164,47 @@ def _hub_offline() -> Iterator[None]:
             yield
     finally:
         hub_constants.HF_HUB_OFFLINE = old
+
+
+def attach_audio_tower(net: Any, audio_cfg: dict) -> None:
+    """Give an open_clip model an `audio_tower` submodule and `encode_audio`, in its embedding space."""
+    import types
+
+    from .audio_tower import AudioTower, AudioTowerConfig
+
+    net.audio_tower = AudioTower(AudioTowerConfig(**audio_cfg))
+    net.encode_audio = types.MethodType(lambda self, waveform, normalize=False: _maybe_norm(self.audio_tower(waveform), normalize), net)
+
+
+def _maybe_norm(x: Any, normalize: bool) -> Any:
+    import torch
+
+    return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+
+
+def _load_file(name: str, path: Path, audio_cfg: dict | None) -> Any:
+    """A local checkpoint: open_clip's own loader, or ours when the checkpoint holds parts open_clip
+    does not know (an audio tower, a logit bias added for sigmoid fine-tuning)."""
+    import open_clip
+    import torch
+    from open_clip.factory import load_state_dict
+
+    if audio_cfg is None:
+        try:
+            return open_clip.create_model(name, pretrained=str(path))
+        except Exception:  # fall through: maybe a checkpoint with extra parameters
+            pass
+    try:
+        net = open_clip.create_model(name, pretrained=None)
+        if audio_cfg is not None:
+            attach_audio_tower(net, audio_cfg)
+        state = load_state_dict(str(path), weights_only=False)
+        if "logit_bias" in state and getattr(net, "logit_bias", None) is None:
+            net.logit_bias = torch.nn.Parameter(torch.zeros_like(state["logit_bias"]))
+        net.load_state_dict(state, strict=True)
+        return net
+    except Exception as exc:  # open_clip and torch raise several types for bad checkpoints
+        raise ExportError(f"could not load checkpoint {path} into {name}: {exc}") from exc
 
 
 def _load_by_tag(name: str, tag: str) -> Any:

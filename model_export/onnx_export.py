@@ -31,7 +31,15 @@ def _tower_module(model: Any, modality: str) -> Any:
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
             return self.m.encode_text(input_ids)
 
-    wrappers = {"image": ImageTower, "text": TextTower}
+    class AudioTower(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+            return self.m.audio_tower(waveform)
+
+    wrappers = {"image": ImageTower, "text": TextTower, "audio": AudioTower}
     if modality not in wrappers:
         raise ValueError(f"no ONNX wrapper for modality {modality!r}")
     return wrappers[modality](model).eval()

@@ -45,6 +45,31 @@ def parity_images(size: int = 96, seed: int = 0) -> list[Any]:
     return images
 
 
+def parity_audio(seed: int = 0) -> list[bytes]:
+    """Deterministic, varied audio files: tones, a chirp spanning several windows, noise, stereo clicks."""
+    import io
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    files = []
+
+    def wav(samples: np.ndarray, rate: int) -> bytes:
+        buf = io.BytesIO()
+        sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    t = np.arange(int(0.7 * 44100)) / 44100
+    files.append(wav(0.5 * np.sin(2 * np.pi * 440 * t), 44100))
+    t = np.arange(int(2.3 * 16000)) / 16000
+    files.append(wav(0.4 * np.sin(2 * np.pi * (200 + 1500 * t) * t), 16000))
+    files.append(wav(0.2 * rng.standard_normal(16000), 16000))
+    clicks = np.zeros((int(1.2 * 22050), 2))
+    clicks[:: 2205, 0], clicks[1000 :: 3000, 1] = 0.9, -0.8
+    files.append(wav(clicks, 22050))
+    return files
+
+
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)

@@ -51,11 +51,17 @@ class TextPreprocess(BaseModel):
 
 
 class AudioPreprocess(BaseModel):
-    sample_rate: int = Field(ge=1000)
-    clip_seconds: float = Field(gt=0)
+    sample_rate: int = Field(ge=1000, description="Rate the tower expects; input is resampled to it (soxr).")
+    clip_seconds: float = Field(gt=0, description="Window fed to the tower; shorter audio is zero-padded.")
     hop_seconds: float = Field(gt=0, description="Stride between windows when long audio is split.")
-    pooling: Literal["mean"] = "mean"
+    pooling: Literal["mean"] = Field("mean", description="How window embeddings combine: mean of unit vectors, renormalised.")
     max_seconds: float = Field(gt=0, description="Longest audio accepted.")
+    frontend: Literal["log-mel-in-graph"] = Field(
+        "log-mel-in-graph", description="Features are computed inside the ONNX graph from the waveform (Conv1d DFT + mel + log)."
+    )
+    n_fft: int = Field(400, ge=16)
+    hop_length: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=1)
 
 
 class TowerSpec(BaseModel):

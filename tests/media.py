@@ -62,3 +62,31 @@ def open_as_user_expects(data: bytes) -> Image.Image:
     img.seek(0)
     img = ImageOps.exif_transpose(img)
     return img.convert("RGB")
+
+
+AUDIO_FORMATS = {
+    "tone.wav": ("WAV", "PCM_16", 16000),
+    "tone.flac": ("FLAC", "PCM_16", 44100),
+    "tone.ogg": ("OGG", "VORBIS", 22050),
+    "tone.opus": ("OGG", "OPUS", 48000),
+    "tone.mp3": ("MP3", "MPEG_LAYER_III", 44100),
+}
+
+
+def tone(freq: float, seconds: float, rate: int, *, amplitude: float = 0.5, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    mono = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def encode_audio(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def audio_files(freq: float = 440.0, seconds: float = 1.3) -> dict[str, bytes]:
+    """The same tone in every accepted container/codec, each at its own sample rate."""
+    return {name: encode_audio(tone(freq, seconds, rate), rate, fmt, sub) for name, (fmt, sub, rate) in AUDIO_FORMATS.items()}

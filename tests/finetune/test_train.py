@@ -73,11 +73,9 @@ def test_exported_bundle_serves_the_trained_weights(trained, tiny_bundle):
     settings.model.intra_op_threads = 1
     with TestClient(create_app(settings)) as client:
         served = np.array(client.post("/v1/embed", json={"texts": ["a red circle"]}).json()["data"][0]["embedding"])
-    from omnivec.finetune.train import _load_into
     from omnivec.model_export.loader import load_model
 
-    reference = load_model("omnivec-tiny", "none")
-    _load_into(reference.model, trained.out / "checkpoints" / "last.pt")
+    reference = load_model("omnivec-tiny", str(trained.out / "checkpoints" / "last.pt"))
     with torch.no_grad():
         expected = torch.nn.functional.normalize(reference.model.encode_text(reference.tokenizer(["a red circle"])), dim=-1)[0].numpy()
     assert float(served @ expected) >= 0.99999
@@ -96,7 +94,7 @@ def test_resume_continues_from_checkpoint(corpus, tmp_path):
 def test_start_from_own_checkpoint_and_locked_text_tower(corpus, tmp_path, trained):
     import torch
 
-    from omnivec.finetune.train import _load_into, finetune
+    from omnivec.finetune.train import finetune
     from omnivec.model_export.loader import load_model
 
     ckpt = trained.out / "checkpoints" / "last.pt"
@@ -104,9 +102,8 @@ def test_start_from_own_checkpoint_and_locked_text_tower(corpus, tmp_path, train
         _config(corpus, tmp_path / "lit", epochs=1, pretrained=str(ckpt), lock_text=True, export=True),
         progress=False, log=lambda _m: None,
     )
-    before, after = load_model("omnivec-tiny", "none"), load_model("omnivec-tiny", "none")
-    _load_into(before.model, ckpt)
-    _load_into(after.model, result.out / "checkpoints" / "last.pt")
+    before = load_model("omnivec-tiny", str(ckpt))
+    after = load_model("omnivec-tiny", str(result.out / "checkpoints" / "last.pt"))
     text_before = before.model.transformer.state_dict()
     for name, tensor in after.model.transformer.state_dict().items():
         assert torch.equal(tensor, text_before[name]), f"locked text tower changed: {name}"
