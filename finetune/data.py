@@ -1,4 +1,8 @@
-"""Image-caption datasets for fine-tuning: CSV/JSONL manifests and class-folder trees."""
+"""(media, caption) datasets for fine-tuning: CSV/JSONL manifests and class-folder trees.
+
+Media are image or audio files; a manifest names them in an `image`, `audio`, `path` or `file`
+column next to `caption` (or `text`) and an optional `label`.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+SUFFIXES = {
+    "image": {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"},
+    "audio": {".wav", ".flac", ".ogg", ".opus", ".mp3"},
+}
 
 
 @dataclass(frozen=True)
 class Pair:
-    image: Path
+    media: Path
     caption: str
     label: str | None = None
 
 
-def read_pairs(source: Path, templates: list[str]) -> list[Pair]:
-    """Rows from a manifest (columns image|path, caption|text, optional label) or a class-folder tree."""
+def read_pairs(source: Path, templates: list[str], modality: str = "image") -> list[Pair]:
+    """Rows from a manifest (columns image|audio|path, caption|text, optional label) or a class-folder tree."""
     source = Path(source)
     if source.is_dir():
-        return _class_folder(source, templates)
+        return _class_folder(source, templates, SUFFIXES[modality])
     if not source.is_file():
         raise FileNotFoundError(f"training data {source} does not exist")
     rows = _manifest_rows(source)
     pairs = []
     for i, row in enumerate(rows):
-        image = row.get("image") or row.get("path") or row.get("file")
+        media = row.get(modality) or row.get("path") or row.get("file")
         caption = row.get("caption") or row.get("text")
-        if not image or caption is None:
-            raise ValueError(f"{source} row {i + 1}: needs an image (or path) column and a caption (or text) column")
-        path = Path(image)
+        if not media or caption is None:
+            raise ValueError(f"{source} row {i + 1}: needs an {modality} (or path) column and a caption (or text) column")
+        path = Path(media)
         pairs.append(Pair(path if path.is_absolute() else source.parent / path, str(caption), row.get("label") or None))
     if not pairs:
         raise ValueError(f"{source} has no rows")
@@ -47,14 +54,14 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def _class_folder(root: Path, templates: list[str]) -> list[Pair]:
+def _class_folder(root: Path, templates: list[str], suffixes: set[str]) -> list[Pair]:
     pairs = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         name = class_dir.name.replace("_", " ")
-        for i, image in enumerate(sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)):
-            pairs.append(Pair(image, templates[i % len(templates)].format(name), name))
+        for i, media in enumerate(sorted(p for p in class_dir.iterdir() if p.suffix.lower() in suffixes)):
+            pairs.append(Pair(media, templates[i % len(templates)].format(name), name))
     if not pairs:
-        raise ValueError(f"{root} has no class folders with images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ValueError(f"{root} has no class folders with files of types {', '.join(sorted(suffixes))}")
     return pairs
 
 
@@ -66,20 +73,43 @@ def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list
 
 
 class PairDataset:
-    """A torch map-style dataset: (image tensor, token ids) per pair."""
+    """A torch map-style dataset: (media tensor, token ids) per pair; `load` turns a path into a tensor."""
 
-    def __init__(self, pairs: list[Pair], transform: Callable, tokenizer: Callable) -> None:
+    def __init__(self, pairs: list[Pair], load: Callable[[Path], Any], tokenizer: Callable) -> None:
         self.pairs = pairs
-        self.transform = transform
+        self.load = load
         self.tokenizer = tokenizer
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
+        pair = self.pairs[index]
+        return self.load(pair.media), self.tokenizer([pair.caption])[0]
+
+
+def image_loader(transform: Callable) -> Callable[[Path], Any]:
+    def load(path: Path) -> Any:
         from PIL import Image
 
-        pair = self.pairs[index]
-        with Image.open(pair.image) as img:
-            image = self.transform(img.convert("RGB"))
-        return image, self.tokenizer([pair.caption])[0]
+        with Image.open(path) as img:
+            return transform(img.convert("RGB"))
+
+    return load
+
+
+def audio_loader(spec: Any, *, random_crop: bool, seed: int = 0) -> Callable[[Path], Any]:
+    """Decode and resample exactly as the server does; one clip per item (a random window when
+    training with augmentation, else the first), zero-padded like the server pads short audio."""
+    rng = random.Random(seed)
+
+    def load(path: Path) -> Any:
+        import torch
+
+        from omnivec.server.preprocess.audio import decode_audio, resample, split_windows
+
+        samples, rate = decode_audio(Path(path).read_bytes(), max_seconds=spec.max_seconds, label=str(path))
+        windows = split_windows(resample(samples, rate, spec.sample_rate), spec).windows
+        return torch.from_numpy(windows[rng.randrange(len(windows)) if random_crop else 0].copy())
+
+    return load

@@ -58,7 +58,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
 
     from omnivec.model_export.loader import LoadedModel, load_model
 
-    from .data import PairDataset, read_pairs, split_pairs
+    from .data import PairDataset, audio_loader, image_loader, read_pairs, split_pairs
     from .evaluate import evaluate, markdown_report
     from .losses import ring_clip_loss, ring_siglip_loss
 
@@ -87,16 +87,26 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
         model.lock_text_tower(unlocked_layers=config.lock_text_unlocked_layers)
     model.to(device)
 
-    cfg = PreprocessCfg(**loaded.preprocess_cfg)
-    train_tf = image_transform_v2(cfg, is_train=config.augment)
-    eval_tf = image_transform_v2(cfg, is_train=False)
-    pairs = read_pairs(config.train_data, config.templates)
+    if config.modality == "audio":
+        if not hasattr(model, "audio_tower"):
+            raise ValueError(f"{loaded.name} has no audio tower: use a config with an audio_cfg section (e.g. omnivec-tiny-audio)")
+        from omnivec.model_export.export import audio_spec
+
+        spec = audio_spec(loaded)
+        train_load, eval_load = audio_loader(spec, random_crop=config.augment, seed=config.seed), audio_loader(spec, random_crop=False)
+        encode_media = model.encode_audio
+    else:
+        cfg = PreprocessCfg(**loaded.preprocess_cfg)
+        train_load = image_loader(image_transform_v2(cfg, is_train=config.augment))
+        eval_load = image_loader(image_transform_v2(cfg, is_train=False))
+        encode_media = model.encode_image
+    pairs = read_pairs(config.train_data, config.templates, config.modality)
     if config.val_data:
-        train_pairs, val_pairs = pairs, read_pairs(config.val_data, config.templates)
+        train_pairs, val_pairs = pairs, read_pairs(config.val_data, config.templates, config.modality)
     else:
         train_pairs, val_pairs = split_pairs(pairs, config.val_fraction, config.seed)
-    train_set = PairDataset(train_pairs, train_tf, loaded.tokenizer)
-    val_set = PairDataset(val_pairs, eval_tf, loaded.tokenizer) if val_pairs else None
+    train_set = PairDataset(train_pairs, train_load, loaded.tokenizer)
+    val_set = PairDataset(val_pairs, eval_load, loaded.tokenizer) if val_pairs else None
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must divide evenly over {world} processes")
     local_batch = config.batch_size // world
@@ -127,7 +137,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     def run_eval(epoch: int) -> None:
         if val_set is None or not is_main:
             return
-        metrics = evaluate(model, val_set, config.templates, loaded.tokenizer)
+        metrics = evaluate(model, val_set, config.templates, loaded.tokenizer, config.modality)
         model.train()
         history.append({"epoch": epoch, "step": step, "metrics": metrics})
         (out / "report.json").write_text(json.dumps({"config": json.loads(config.model_dump_json()), "history": history}, indent=2))
@@ -161,11 +171,11 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
         if sampler is not None:
             sampler.set_epoch(epoch)
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not (progress and is_main))
-        for images, tokens in bar:
+        for media, tokens in bar:
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            chunk = config.chunk_size or len(images)
-            loss = chunked_backward((encode(model.encode_image), encode(model.encode_text)), (images, tokens), loss_fn, chunk)
+            chunk = config.chunk_size or len(media)
+            loss = chunked_backward((encode(encode_media), encode(model.encode_text)), (media, tokens), loss_fn, chunk)
             if world > 1:
                 for p in params:
                     if p.grad is not None:

@@ -58,7 +58,7 @@ def _image_spec(loaded: LoadedModel) -> ImagePreprocess:
     )
 
 
-def _audio_spec(loaded: LoadedModel) -> AudioPreprocess:
+def audio_spec(loaded: LoadedModel) -> AudioPreprocess:
     cfg = loaded.model.audio_tower.cfg
     return AudioPreprocess(
         sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds, hop_seconds=cfg.hop_seconds, max_seconds=cfg.max_seconds,
@@ -165,7 +165,7 @@ def export_bundle(
                 input_name, dtype, shape = "pixel_values", "float32", ["batch", 3, *spec.size]
                 onnx_inputs = {input_name: arrays}
             elif modality == "audio":
-                spec = _audio_spec(loaded)
+                spec = audio_spec(loaded)
                 arrays = np.concatenate([preprocess_audio(data, spec).windows for data in parity_audio()])
                 example = torch.from_numpy(arrays)
                 input_name, dtype, shape = "waveform", "float32", ["batch", arrays.shape[1]]

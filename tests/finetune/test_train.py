@@ -134,3 +134,28 @@ def test_config_from_yaml_and_flags(tmp_path, corpus):
     assert (cfg.epochs, cfg.lr, cfg.lock_text, cfg.templates) == (3, 0.01, False, ["a {}", "the {}"])
     with pytest.raises(ValueError, match="batch_size"):
         config_from_args(parser.parse_args(["--config", str(yaml_file), "--batch-size", "1"]))
+
+
+def test_audio_tower_trains_into_the_locked_text_space(tmp_path):
+    """CLAP-style binding: only the audio tower learns; the text tower (and so the space's text side) stays put."""
+    import torch
+
+    from omnivec.finetune.corpora.sounds import generate, kinds
+    from omnivec.finetune.train import finetune
+    from omnivec.model_export.loader import load_model
+    from omnivec.server.bundle import ModelBundle
+
+    manifest = generate(tmp_path / "sounds", per_class=10, classes=kinds(pitches=["low", "high"], waves=["sine", "square"]))
+    config = _config(manifest, tmp_path / "run", model="omnivec-tiny-audio", modality="audio", epochs=12, lr=3e-3, lock_text=True, templates=["{}"])
+    result = finetune(config, progress=False, log=lambda _m: None)
+    first, last = result.history[0]["metrics"], result.history[-1]["metrics"]
+    mean = lambda m, k: (m[f"audio_to_text_r@{k}"] + m[f"text_to_audio_r@{k}"]) / 2  # noqa: E731
+    assert mean(last, 5) >= mean(first, 5) + 0.3, (first, last)
+    assert last["zero_shot_top1"] >= first["zero_shot_top1"] + 0.2
+    assert ModelBundle.load(result.bundle).modalities == ["image", "text", "audio"]
+    start = load_model("omnivec-tiny-audio", "none")
+    trained = load_model("omnivec-tiny-audio", str(result.out / "checkpoints" / "last.pt"))
+    tokens = start.tokenizer(["a low sine tone"])
+    with torch.no_grad():
+        assert torch.equal(start.model.encode_text(tokens), trained.model.encode_text(tokens))
+        assert not torch.equal(start.model.audio_tower.proj.weight, trained.model.audio_tower.proj.weight)
