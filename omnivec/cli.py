@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 EPILOG = """examples:
   omnivec export --model omnivec-tiny --pretrained none --out data/bundles/tiny
   omnivec export --model ViT-B-32 --pretrained /models/vit-b-32.safetensors --out data/bundles/vit-b-32
   omnivec serve --bundle data/bundles/tiny --port 8000
   omnivec embed --bundle data/bundles/tiny --text "a photo of a dog" --image cat.jpg
+  omnivec index photos/ --collection photos                  # through the server on 127.0.0.1:8000
+  omnivec index captions.csv --collection photos --server http://gpu-box:8000
+  omnivec search "a red bike" --collection photos --top-k 5
+  omnivec search --image query.jpg --collection photos --modality image
+  omnivec classify cat.jpg dog.jpg --labels "cat,dog,car"
+"""
+
+CLIENT_NOTE = """
+Where it runs: by default this command talks to a running `omnivec serve` over HTTP
+(--server, or $OMNIVEC_SERVER_URL, default http://127.0.0.1:8000). That is the preferred way:
+the server process owns the embedded index (one process per data directory), so indexing through
+it is safe while it keeps serving searches. With --bundle DIR the same API runs in this process
+instead (no server needed); it then opens the data directory's index itself (--data-dir, or
+$OMNIVEC_DATA_DIR, default ./data) and fails if a running server already holds it.
 """
 
 
@@ -26,7 +45,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="open_clip architecture (ViT-B-32), a config shipped with omnivec (omnivec-tiny), or a path to a config .json")
     p.add_argument("--pretrained", default="none", help="pretrained tag (e.g. laion2b_s34b_b79k; needs internet or a warm cache), a local .pt/.safetensors checkpoint, or 'none' for random init (default)")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write (replaced if it already holds a bundle)")
-    p.add_argument("--towers", default="image,text", help="comma-separated towers to export (default: image,text)")
+    p.add_argument("--towers", default="", help="comma-separated towers to export: image, text, audio (default: every tower the model has)")
     p.add_argument("--seed", type=int, default=0, help="seed for random init (default 0)")
     p.add_argument("--int8", action="store_true", help="also write per-channel int8 towers (served with --precision int8); a tower whose int8 cosine to PyTorch is below 0.99 keeps fp32 only")
 
@@ -35,7 +54,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="run the HTTP API on a bundle",
-        description="Serve /v1/embed, /v1/models, /healthz, /readyz and /docs with uvicorn. Every flag can also be set "
+        description="Serve /v1/embed, /v1/models, /healthz, /readyz and /docs with uvicorn, plus collections, search "
+        "and zero-shot classification (/v1/collections, /v1/classify, /v1/labelsets; index under --data-dir, or a Qdrant "
+        "server with OMNIVEC_QDRANT_URL). Every flag can also be set "
         "through the environment (OMNIVEC_MODEL__BUNDLE, OMNIVEC_SERVER__PORT, ...); flags win.",
     )
     p.add_argument("--bundle", type=Path, help="bundle directory (env OMNIVEC_MODEL__BUNDLE)")
@@ -58,6 +79,71 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
 
 
+def _add_target(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--server", help="URL of a running omnivec server (default $OMNIVEC_SERVER_URL or http://127.0.0.1:8000)")
+    where.add_argument("--bundle", type=Path, help="run the API in-process on this bundle instead of using a server")
+    p.add_argument("--data-dir", type=Path, help="with --bundle: data directory holding the index (default $OMNIVEC_DATA_DIR or ./data)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one request (default 300)")
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="embed and store images/texts from files, a folder, a glob, or a CSV/JSONL manifest",
+        description="Index SOURCE into a collection (created in the model's space if missing), with a progress bar "
+        "(items/s, errors). SOURCE is an image file, a directory (searched recursively), a quoted glob ('photos/**/*.jpg'), "
+        "or a .csv/.jsonl manifest whose rows have `path` (image, relative to the manifest) or `text`, an optional `id`, "
+        "and other columns that become the payload. Resumable: ids (given, or sha256 of the content, as the server "
+        "computes them) already in the collection are skipped, so re-running after an interruption only sends the rest. "
+        "Failed items are printed and the command exits 1 after indexing everything else.\n" + CLIENT_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="PATH|GLOB|CSV|JSONL")
+    p.add_argument("--collection", required=True, help="collection name")
+    p.add_argument("--batch-size", type=int, default=32, help="items per request (default 32)")
+    p.add_argument("--no-create", action="store_true", help="fail instead of creating a missing collection")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_target(p)
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search a collection by text, image file, URL or item id",
+        description="Print one JSON line per result (rank, id, score, modality, payload), best first.\n" + CLIENT_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("query", nargs="?", help="query text (or use --image / --url / --id)")
+    p.add_argument("--collection", required=True, help="collection name")
+    p.add_argument("--image", type=Path, help="query image file")
+    p.add_argument("--url", help="query image URL (fetched by the server)")
+    p.add_argument("--id", dest="item_id", help="find items like this stored item")
+    p.add_argument("--top-k", type=int, default=10, help="results to return (default 10)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
+    p.add_argument("--modality", choices=["text", "image"], help="only results of this modality")
+    p.add_argument("--filter", help='Qdrant filter JSON, e.g. \'{"must": [{"key": "year", "range": {"gte": 2020}}]}\'')
+    _add_target(p)
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="zero-shot classify image files (or --text) against labels",
+        description="Print one JSON line per input with its top labels and scores (softmax over the labels for "
+        "CLIP-style models).\n" + CLIENT_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="image files")
+    p.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
+    p.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
+    p.add_argument("--labelset", help="name of a stored label set instead of --labels")
+    p.add_argument("--template", action="append", default=[], help='prompt template with {} for the label (repeatable; default: a photo-template ensemble)')
+    p.add_argument("--top-k", type=int, default=5, help="labels per input (default 5)")
+    p.add_argument("--multi-label", action="store_true", help="independent per-label scores instead of a softmax")
+    _add_target(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnivec",
@@ -69,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_serve(sub)
     _add_embed(sub)
+    _add_index(sub)
+    _add_search(sub)
+    _add_classify(sub)
     return parser
 
 
@@ -79,8 +168,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from omnivec.model_export.export import export_bundle
         from tqdm import tqdm
 
-        towers = [t.strip() for t in args.towers.split(",") if t.strip()]
-        steps = 3 + (3 if args.int8 else 2) * len(towers)  # load, hash, (export, parity[, int8]) per tower, write
+        towers = [t.strip() for t in args.towers.split(",") if t.strip()] or None
+        steps = 3 + (3 if args.int8 else 2) * len(towers or ["image", "text"])  # load, hash, (export, parity[, int8]) per tower, write
         with tqdm(total=steps, desc="export", unit="step", file=sys.stderr) as bar:
             def progress(message: str) -> None:
                 bar.set_postfix_str(message)
@@ -162,7 +251,219 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "serve": cmd_serve, "embed": cmd_embed}
+class ClientError(Exception):
+    """A request-level failure: printed as `omnivec <command>: error: <message>`, exit 2."""
+
+
+@contextlib.contextmanager
+def _api(args: argparse.Namespace) -> Iterator["httpx.Client"]:
+    """An httpx client on the API: a running server, or the app in-process with --bundle (see CLIENT_NOTE)."""
+    import httpx
+
+    if args.bundle is None:
+        url = (args.server or os.environ.get("OMNIVEC_SERVER_URL") or "http://127.0.0.1:8000").rstrip("/")
+        with httpx.Client(base_url=url, timeout=args.timeout) as client:
+            try:
+                client.get("/healthz", timeout=5)
+            except httpx.HTTPError as exc:
+                raise ClientError(
+                    f"no omnivec server answers at {url} ({exc.__class__.__name__}); start one with `omnivec serve --bundle DIR`, "
+                    "pass --server URL, or run in-process with --bundle DIR"
+                ) from exc
+            yield client
+        return
+    from starlette.testclient import TestClient  # the app in this process, behind the same httpx API
+
+    from omnivec.server.api.app import create_app
+    from omnivec.server.bundle import ModelBundle
+    from omnivec.server.settings import Settings
+
+    settings = Settings()
+    settings.model.bundle = args.bundle
+    if args.data_dir:
+        settings.data_dir = args.data_dir
+    ModelBundle.load(args.bundle)  # BundleError with a clear message before anything starts
+    with TestClient(create_app(settings), base_url="http://omnivec.local", raise_server_exceptions=False) as client:
+        yield client
+
+
+def _check(response: "httpx.Response") -> dict:
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            raise ClientError(f"{error['message']} [{error['code']}, HTTP {error['status']}]")
+        except (ValueError, KeyError, TypeError):
+            raise ClientError(f"HTTP {response.status_code}: {response.text[:500]}") from None
+    return response.json()
+
+
+def _run_client(name: str, args: argparse.Namespace, body: Callable[["httpx.Client"], int]) -> int:
+    import httpx
+
+    from omnivec.server.bundle import BundleError
+    from omnivec.server.index.store import IndexStoreError
+
+    try:
+        with _api(args) as client:
+            return body(client)
+    except (ClientError, BundleError, IndexStoreError, OSError) as exc:
+        print(f"omnivec {name}: error: {exc}", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        print(f"omnivec {name}: error: the request failed ({exc.__class__.__name__}: {exc}); is the server still running?", file=sys.stderr)
+    return 2
+
+
+def _ensure_collection(client: "httpx.Client", name: str, create: bool) -> None:
+    r = client.get(f"/v1/collections/{name}")
+    if r.status_code == 404 and create:
+        _check(client.post("/v1/collections", json={"name": name}))
+        print(f"created collection {name!r}", file=sys.stderr)
+        return
+    info = _check(r)
+    if not info.get("matches_model", True):
+        raise ClientError(f"collection {name!r} is in space {info['space_id']!r}, not the served model's; use a new collection")
+
+
+MAX_REQUEST_RAW_BYTES = 8 * 1024 * 1024  # keeps base64 batches well under the server's default body limit
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _by_size(pending: list[tuple], max_bytes: int) -> Iterator[list[tuple]]:
+    """Split (item, id, request item) triples into requests of at most max_bytes of image data."""
+    chunk: list[tuple] = []
+    size = 0
+    for entry in pending:
+        weight = len(entry[2].get("image", "")) * 3 // 4
+        if chunk and size + weight > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += weight
+    if chunk:
+        yield chunk
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import base64
+    import time
+
+    from tqdm import tqdm
+
+    from omnivec.server.ids import content_id
+    from omnivec.sources import SourceError, read_source
+
+    try:
+        items = read_source(args.source)
+    except (SourceError, OSError, UnicodeDecodeError) as exc:
+        print(f"omnivec index: error: {exc}", file=sys.stderr)
+        return 2
+    items_url = f"/v1/collections/{args.collection}/items"
+
+    def run(client: "httpx.Client") -> int:
+        _ensure_collection(client, args.collection, not args.no_create)
+        counts = {"indexed": 0, "skipped": 0, "errors": 0}
+        started = time.perf_counter()
+        with tqdm(total=len(items), unit="item", desc=f"index {args.collection}", file=sys.stderr, disable=args.no_progress) as bar:
+
+            def fail(label: str, message: str) -> None:
+                counts["errors"] += 1
+                bar.write(f"error: {label}: {message}", file=sys.stderr)
+
+            for batch in _batches(items, max(1, args.batch_size)):
+                pending: list[tuple] = []  # (source item, id, request item); ids computed as the server would
+                for item in batch:
+                    if item.text is not None:
+                        pending.append((item, item.id or content_id("text", item.text), {"text": item.text}))
+                        continue
+                    try:
+                        data = item.path.read_bytes()  # type: ignore[union-attr]
+                    except OSError as exc:
+                        fail(item.label, f"cannot read {item.path}: {exc.strerror or exc}")
+                        continue
+                    pending.append((item, item.id or content_id("image", data), {"image": base64.b64encode(data).decode("ascii")}))
+                if pending:  # resume: skip what the collection already holds
+                    existing = set(_check(client.post(f"{items_url}/exists", json={"ids": [e[1] for e in pending]}))["existing"])
+                    counts["skipped"] += sum(e[1] in existing for e in pending)
+                    pending = [e for e in pending if e[1] not in existing]
+                for chunk in _by_size(pending, MAX_REQUEST_RAW_BYTES):
+                    body = {"items": [{**request, "id": item_id, "payload": item.payload} for item, item_id, request in chunk]}
+                    result = _check(client.post(items_url, json=body))
+                    for error in result["errors"]:
+                        fail(chunk[error["index"]][0].label, error["message"])
+                    counts["indexed"] += result["indexed"]
+                bar.update(len(batch))
+                bar.set_postfix(counts, refresh=False)
+        seconds = time.perf_counter() - started
+        rate = (counts["indexed"] + counts["skipped"]) / max(seconds, 1e-9)
+        print(json.dumps({"collection": args.collection, **counts, "seconds": round(seconds, 2), "items_per_s": round(rate, 1)}))
+        return 1 if counts["errors"] else 0
+
+    return _run_client("index", args, run)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    given = [q for q in (args.query, args.image, args.url, args.item_id) if q]
+    if len(given) != 1:
+        print("omnivec search: error: give exactly one query: TEXT, --image FILE, --url URL or --id ID", file=sys.stderr)
+        return 2
+    options: dict = {"top_k": args.top_k, "offset": args.offset}
+    if args.modality:
+        options["modality"] = args.modality
+    if args.filter:
+        try:
+            options["filter"] = json.loads(args.filter)
+        except json.JSONDecodeError as exc:
+            print(f"omnivec search: error: --filter is not valid JSON ({exc})", file=sys.stderr)
+            return 2
+
+    def run(client: "httpx.Client") -> int:
+        url = f"/v1/collections/{args.collection}/search"
+        if args.image:
+            data = args.image.read_bytes()
+            response = client.post(url, files={"image": (args.image.name, data, "application/octet-stream")}, data={"params": json.dumps(options)})
+        else:
+            query = {"text": args.query} if args.query else {"url": args.url} if args.url else {"id": args.item_id}
+            response = client.post(url, json={"query": query, **options})
+        for rank, hit in enumerate(_check(response)["results"], start=args.offset + 1):
+            print(json.dumps({"rank": rank, **hit}, ensure_ascii=False))
+        return 0
+
+    return _run_client("search", args, run)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import base64
+
+    if not args.files and not args.text:
+        print("omnivec classify: error: give image FILEs and/or --text", file=sys.stderr)
+        return 2
+    if bool(args.labels) == bool(args.labelset):
+        print('omnivec classify: error: give --labels "a,b,c" or --labelset NAME', file=sys.stderr)
+        return 2
+    body: dict = {"top_k": args.top_k, "multi_label": args.multi_label}
+    if args.labels:
+        body["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
+    else:
+        body["labelset"] = args.labelset
+    if args.template:
+        body["templates"] = args.template
+
+    def run(client: "httpx.Client") -> int:
+        inputs = [{"text": t} for t in args.text] + [{"image": base64.b64encode(p.read_bytes()).decode("ascii")} for p in args.files]
+        names = list(args.text) + [str(p) for p in args.files]
+        result = _check(client.post("/v1/classify", json={**body, "inputs": inputs}))
+        for name, row in zip(names, result["results"]):
+            print(json.dumps({"input": name, "labels": row["labels"]}, ensure_ascii=False))
+        return 0
+
+    return _run_client("classify", args, run)
+
+
+COMMANDS = {"export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """One Settings object for the whole server, read from OMNIVEC_* environment variables.
 
 Nested groups use a double underscore: `OMNIVEC_MODEL__BUNDLE=/models/clip`,
-`OMNIVEC_LIMITS__MAX_IMAGE_BYTES=8000000`. CLI flags override the environment.
+`OMNIVEC_LIMITS__MAX_IMAGE_BYTES=8000000`. CLI flags override the environment. The plain
+`OMNIVEC_QDRANT_URL` is accepted too and selects the Qdrant engine.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +55,35 @@ class ServerSettings(BaseModel):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
 
+class IndexSettings(BaseModel):
+    engine: Literal["edge", "qdrant"] = Field(
+        "edge",
+        description="edge: embedded Qdrant Edge under data_dir/index, owned by the server process; qdrant: a Qdrant server at "
+        "qdrant_url. Left unset, it becomes qdrant as soon as a Qdrant URL is configured.",
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server URL (http://host:6333), or ':memory:' for a throwaway local store. Also read from the plain env var OMNIVEC_QDRANT_URL.")
+    qdrant_api_key: str | None = Field(None, repr=False, description="API key of the Qdrant server, if it requires one.")
+    prefer_grpc: bool = Field(False, description="Talk gRPC (port 6334) to the Qdrant server instead of REST.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one call to the Qdrant server.")
+    search_threads: int = Field(default_factory=default_threads, ge=1, description="Edge: search threads per collection.")
+
+
+class FetchSettings(BaseModel):
+    """URL inputs are fetched by the server, so they are an SSRF surface: these settings bound it."""
+
+    connect_timeout_s: float = Field(3.0, gt=0, description="Longest wait to connect to the host of a URL input.")
+    read_timeout_s: float = Field(10.0, gt=0, description="Longest wait for the next bytes of a response.")
+    total_timeout_s: float = Field(30.0, gt=0, description="Longest time one download may take in all (slow-drip servers).")
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest download (413 above); the image limit applies too, the smaller wins.")
+    max_redirects: int = Field(3, ge=0, description="Redirects followed per URL; every hop is checked again.")
+    max_concurrent: int = Field(8, ge=1, description="Downloads in flight at once (all requests together).")
+    allow_private: list[str] = Field(
+        default_factory=list,
+        description="Hosts (exact names) or CIDRs (10.0.0.0/8, 127.0.0.1/32) that URL inputs may reach even though they are "
+        "loopback/private/link-local/reserved; everything non-public is refused otherwise.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about a running omnivec server."""
 
@@ -64,3 +94,30 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    qdrant_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OMNIVEC_QDRANT_URL"),
+        exclude=True,
+        description="The plain env var OMNIVEC_QDRANT_URL: shorthand for index.qdrant_url (which wins when both are set).",
+    )
+
+    @model_validator(mode="after")
+    def _qdrant_url_selects_qdrant(self) -> "Settings":
+        """A configured Qdrant URL means 'use Qdrant', unless the engine was chosen explicitly."""
+        if self.qdrant_url and not self.index.qdrant_url:
+            self.index.qdrant_url = self.qdrant_url
+        if self.index.qdrant_url and "engine" not in self.index.model_fields_set:
+            self.index.engine = "qdrant"
+        return self
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the embedded Edge engine keeps its collections."""
+        return Path(self.data_dir) / "index"
+
+    @property
+    def labelsets_dir(self) -> Path:
+        """Where named label sets for zero-shot classification are persisted (one JSON file each)."""
+        return Path(self.data_dir) / "labelsets"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -18,11 +19,18 @@ import omnivec
 
 from ..bundle import BundleError, ModelBundle
 from ..errors import ErrorCode, OmnivecError
+from ..fetch import UrlFetcher
+from ..index import IndexStore, open_store
 from ..metrics import Metrics
+from ..services.collections import CollectionService
 from ..services.embedding import EmbeddingService
+from ..services.inputs import InputResolver
+from ..services.labelsets import LabelSetStore
+from ..services.search import SearchService
+from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
-from . import routes_embed, routes_system
-from .schemas import EmbedRequest, ErrorResponse
+from . import routes_classify, routes_collections, routes_embed, routes_search, routes_system
+from .schemas import AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
 
 log = logging.getLogger("omnivec")
 
@@ -132,7 +140,7 @@ def _openapi(app: FastAPI) -> dict:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EmbedRequest, ErrorResponse):
+    for model in (EmbedRequest, ErrorResponse, AddItemsRequest, SearchRequest, ClassifyRequest):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
@@ -140,8 +148,27 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-def create_app(settings: Settings | None = None, service: EmbeddingService | None = None) -> FastAPI:
-    """Build the app; the bundle is loaded at startup unless a ready `service` is given (tests)."""
+_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
+
+
+def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
+    """Wire the index, URL fetching and classification services onto app.state."""
+    fetcher = UrlFetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
+    resolver = InputResolver(fetcher, settings.limits)
+    collections = CollectionService(store, service, resolver)
+    app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
+    app.state.collections = collections
+    app.state.search = SearchService(collections)
+    app.state.classifier = ZeroShotClassifier(service)
+    app.state.labelsets = LabelSetStore(settings.labelsets_dir)
+
+
+def create_app(settings: Settings | None = None, service: EmbeddingService | None = None, store: IndexStore | None = None) -> FastAPI:
+    """Build the app; the bundle is loaded at startup unless a ready `service` is given (tests).
+
+    The index store is opened at startup from `settings.index` (the server process owns the Edge
+    shards) and closed on shutdown, unless a `store` is given, which then stays the caller's.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -153,10 +180,23 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
             app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings, metrics=app.state.metrics)
         else:
             app.state.service = service
+        own_store = store is None
+        try:
+            index_store = await asyncio.to_thread(open_store, settings) if own_store else store
+        except BaseException:
+            if own:
+                await app.state.service.close()
+            raise
+        _start_index(app, settings, app.state.service, index_store)
         log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
         try:
             yield
         finally:
+            await app.state.fetcher.aclose()
+            if own_store:
+                await asyncio.to_thread(index_store.close)
+            for name in _INDEX_STATE:
+                setattr(app.state, name, None)
             if own:
                 await app.state.service.close()
             app.state.service = None
@@ -164,15 +204,21 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app = FastAPI(
         title="omnivec",
         version=omnivec.__version__,
-        description="Multimodal embeddings in one shared space: embed images and texts.",
+        description="Multimodal embeddings in one shared space: embed images and texts, index them in collections, "
+        "search across modalities and classify zero-shot.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.service = None
+    for name in _INDEX_STATE:
+        setattr(app.state, name, None)
     app.state.metrics = service.metrics if service is not None and service.metrics is not None else Metrics()
     _install_error_handlers(app)
     app.include_router(routes_system.router)
     app.include_router(routes_embed.router)
+    app.include_router(routes_collections.router)
+    app.include_router(routes_search.router)
+    app.include_router(routes_classify.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -93,3 +93,230 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# --- collections, items, search, classification ----------------------------------------------
+
+REF_MODALITIES = ("text", "image", "url")
+FILTER_DOC = (
+    "Qdrant filter JSON, e.g. {\"must\": [{\"key\": \"modality\", \"match\": {\"value\": \"image\"}}, "
+    "{\"key\": \"year\", \"range\": {\"gte\": 2020}}]}. Keys are the fields of your payload; `modality` is the "
+    "API's own field (text | image)."
+)
+
+
+def _exactly_one(model: BaseModel, fields: tuple[str, ...]) -> None:
+    given = [f for f in fields if getattr(model, f) is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of {', '.join(fields)} (got {given or 'none'})")
+
+
+class InputRef(BaseModel):
+    """One input by value or by reference: exactly one of `text`, `image`, `url`."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    image: str | None = Field(None, description="base64 or data: URI of a JPEG/PNG/WebP/GIF/BMP file")
+    url: str | None = Field(None, description="http(s) URL of an image, downloaded by the server (public hosts only, size/time limited)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "InputRef":
+        _exactly_one(self, REF_MODALITIES)
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(f for f in REF_MODALITIES if getattr(self, f) is not None)
+
+    @property
+    def value(self) -> str:
+        return getattr(self, self.kind)
+
+
+class ItemIn(InputRef):
+    """An item to index."""
+
+    id: str | None = Field(
+        None, min_length=1, max_length=512, description="Your id; default: sha256 of modality + content (hex), so re-indexing the same content is idempotent"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict, description="Your metadata, filterable; the key `modality` is reserved")
+
+
+class AddItemsRequest(BaseModel):
+    """Items to embed and upsert. Also accepted as multipart/form-data: `images` (or `files`) file parts, an optional
+    `items` field (JSON array; items[i] = {"id", "payload"} of the i-th file) and an optional `payload` field (JSON
+    object shared by every file, under each file's own payload)."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ItemIn]
+
+
+class ItemErrorOut(BaseModel):
+    index: int = Field(description="position of the item in the request")
+    code: str
+    message: str
+
+
+class AddItemsResponse(BaseModel):
+    collection: str
+    ids: list[str | None] = Field(description="per request item, in order; null where the item failed (see errors)")
+    indexed: int
+    errors: list[ItemErrorOut]
+
+
+class CreateCollectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(examples=["photos"], description="1-128 of letters, digits, '_', '-', '.'; starts with a letter or digit")
+    description: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict, description="free-form metadata kept with the collection")
+    payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
+        default_factory=dict, description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is)"
+    )
+
+
+class CollectionOut(BaseModel):
+    name: str
+    dim: int
+    space_id: str
+    model: str
+    count: int
+    created_at: str
+    description: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image search are refused)")
+
+
+class CollectionsResponse(BaseModel):
+    data: list[CollectionOut]
+
+
+class DeleteItemsRequest(BaseModel):
+    """`ids`, `filter`, or both (then: those ids that match the filter)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] | None = None
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+
+
+class DeleteItemsResponse(BaseModel):
+    deleted: int
+
+
+class ExistsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(max_length=10_000)
+
+
+class ExistsResponse(BaseModel):
+    existing: list[str] = Field(description="the requested ids that are stored, in request order")
+
+
+class ItemOut(BaseModel):
+    id: str
+    modality: str | None
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+class SearchQueryIn(BaseModel):
+    """Exactly one of: text, image (base64/data URI), url, id (of a stored item), vector."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    image: str | None = None
+    url: str | None = None
+    id: str | None = Field(None, description="a stored item's id: finds items like it (the item itself is left out)")
+    vector: list[float] | None = Field(None, description="a raw vector of the collection's dim")
+
+    @model_validator(mode="after")
+    def _one(self) -> "SearchQueryIn":
+        _exactly_one(self, ("text", "image", "url", "id", "vector"))
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(f for f in ("text", "image", "url", "id", "vector") if getattr(self, f) is not None)
+
+
+class SearchOptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    top_k: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=100_000, description="skip this many best results (pagination: offset=top_k gives page 2)")
+    score_threshold: float | None = Field(None, description="keep results with cosine >= this")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+    modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
+    with_payload: bool = True
+
+
+class SearchRequest(SearchOptionsIn):
+    """A search. Also accepted as multipart/form-data: an `image` file part (the query) plus an optional `params`
+    field holding the other fields as JSON."""
+
+    query: SearchQueryIn
+
+
+class SearchHitOut(BaseModel):
+    id: str
+    score: float = Field(description="cosine similarity")
+    modality: str | None
+    payload: dict[str, Any] | None
+
+
+class SearchResponse(BaseModel):
+    collection: str
+    results: list[SearchHitOut]
+
+
+class ClassifyOptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] | None = Field(None, examples=[["cat", "dog", "car"]])
+    labelset: str | None = Field(None, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
+    templates: list[str] | None = Field(
+        None, description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, the bare label for texts"
+    )
+    top_k: int = Field(5, ge=1, le=1000)
+    multi_label: bool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
+
+
+class ClassifyRequest(ClassifyOptionsIn):
+    """Zero-shot classification. Also accepted as multipart/form-data: `images` file parts plus an optional `params`
+    field holding the other fields as JSON (inputs given there come first)."""
+
+    inputs: list[InputRef] = Field(default_factory=list)
+
+
+class LabelScoreOut(BaseModel):
+    label: str
+    score: float
+    cosine: float
+
+
+class ClassifyResultOut(BaseModel):
+    labels: list[LabelScoreOut]
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    space_id: str
+    scoring: str = Field(description="softmax (sums to 1), sigmoid (per label), or softmax-pairwise (multi_label on a softmax model)")
+    multi_label: bool
+    results: list[ClassifyResultOut]
+
+
+class LabelSetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str]
+    templates: list[str] | None = None
+    description: str = ""
+
+
+class LabelSetOut(BaseModel):
+    name: str
+    labels: list[str]
+    templates: list[str] | None
+    description: str
+    updated_at: str
+
+
+class LabelSetsResponse(BaseModel):
+    data: list[LabelSetOut]

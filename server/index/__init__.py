@@ -22,6 +22,7 @@ from .store import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..settings import Settings
     from .edge import EdgeIndexStore
     from .qdrant import QdrantIndexStore
 
@@ -38,7 +39,22 @@ __all__ = [
     "InvalidRequest",
     "Point",
     "QdrantIndexStore",
+    "open_store",
 ]
+
+
+def open_store(settings: "Settings") -> IndexStore:
+    """The engine the settings choose: Edge under data_dir/index (default), or a Qdrant server."""
+    index = settings.index
+    if index.engine == "qdrant":
+        if not index.qdrant_url:
+            raise IndexStoreError("index.engine is 'qdrant' but no Qdrant URL is set: set OMNIVEC_QDRANT_URL=http://host:6333")
+        from .qdrant import QdrantIndexStore
+
+        return QdrantIndexStore.from_settings(index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s)
+    from .edge import EdgeIndexStore
+
+    return EdgeIndexStore(settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,13 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..bundle import ImagePreprocess, ModelBundle, TextPreprocess
+from ..bundle import AudioPreprocess, ImagePreprocess, ModelBundle, TextPreprocess
 from ..errors import ErrorCode, OmnivecError
 from ..inference.encoder import Encoder, l2_normalize
 from ..inference.onnx import OnnxEncoder
 from ..inference.batcher import BatchingRunner
 from ..inference.runner import DirectRunner, TowerRunner
 from ..metrics import Metrics
+from ..preprocess.audio import AudioWindows, preprocess_audio
 from ..preprocess.image import preprocess_image
 from ..preprocess.text import TextPreprocessor
 from ..settings import Settings
@@ -30,6 +31,14 @@ class TextEmbeddings:
     vectors: np.ndarray
     truncated: list[bool] = field(default_factory=list)
     token_counts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class AudioEmbeddings:
+    vectors: np.ndarray  # (n, dim): per item, the renormalised mean of its unit window embeddings
+    windows: list[np.ndarray] = field(default_factory=list)  # per item (windows, dim), unit rows
+    spans: list[list[tuple[float, float]]] = field(default_factory=list)  # per item, seconds
+    durations: list[float] = field(default_factory=list)
 
 
 class EmbeddingService:
@@ -133,6 +142,32 @@ class EmbeddingService:
         input_name = self.encoders["image"].input_names[0]
         vectors = await self.runners["image"].run({input_name: np.stack(arrays)})
         return l2_normalize(vectors)
+
+    async def embed_audios(self, audios: Sequence[bytes], *, labels: Sequence[str] | None = None) -> AudioEmbeddings:
+        """Each file is split into the tower's windows; windows of all files go through the tower
+        together and are pooled per file (mean of unit vectors, renormalised)."""
+        if not audios:
+            return AudioEmbeddings(np.zeros((0, self.manifest.embed_dim), np.float32))
+        self.require("audio")
+        spec = self.manifest.towers["audio"].preprocess
+        assert isinstance(spec, AudioPreprocess)
+        loop = asyncio.get_running_loop()
+        names = list(labels) if labels else [f"audios[{i}]" for i in range(len(audios))]
+        parts: list[AudioWindows] = await asyncio.gather(
+            *(loop.run_in_executor(self._preprocess_pool, lambda d=d, n=n: preprocess_audio(d, spec, label=n)) for d, n in zip(audios, names))
+        )
+        input_name = self.encoders["audio"].input_names[0]
+        vectors = l2_normalize(await self.runners["audio"].run({input_name: np.concatenate([p.windows for p in parts])}))
+        result = AudioEmbeddings(np.zeros((len(parts), self.manifest.embed_dim), np.float32))
+        offset = 0
+        for i, part in enumerate(parts):
+            rows = vectors[offset : offset + len(part.windows)]
+            offset += len(part.windows)
+            result.vectors[i] = l2_normalize(rows.mean(axis=0, keepdims=True))[0]
+            result.windows.append(rows)
+            result.spans.append(part.spans)
+            result.durations.append(part.duration)
+        return result
 
     async def close(self) -> None:
         for runner in self.runners.values():

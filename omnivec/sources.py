@@ -1,0 +1,105 @@
+"""What `omnivec index` reads: image files (a file, a directory, a glob) or a CSV/JSONL manifest.
+
+Manifest rows have `path` (an image file, relative to the manifest's folder) or `text`, an
+optional `id`, and any other columns, which become the item's payload (CSV cells that look like
+numbers or booleans are stored as such, so range and match filters work on them; a JSONL row may
+also carry a `payload` object). Image items also get `path` in their payload, so search results
+say which file they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+RESERVED_COLUMNS = ("path", "text", "id", "payload")
+
+
+class SourceError(Exception):
+    """The source cannot be read; the message names the file and line."""
+
+
+@dataclass
+class SourceItem:
+    label: str  # how progress and errors name it: the path, or "file.csv:12"
+    text: str | None = None
+    path: Path | None = None
+    id: str | None = None
+    payload: dict = field(default_factory=dict)
+
+
+def _cell(value: str) -> Any:
+    """CSV cell -> int, float, bool or the string itself."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _row_item(row: dict, base: Path, where: str) -> SourceItem:
+    path, text = row.get("path") or None, row.get("text") or None
+    if bool(path) == bool(text):
+        raise SourceError(f"{where}: a row needs exactly one of `path` (an image file) or `text`")
+    payload = dict(row["payload"]) if isinstance(row.get("payload"), dict) else {}
+    payload.update({k: v for k, v in row.items() if k not in RESERVED_COLUMNS and v not in (None, "")})
+    if path:
+        payload.setdefault("path", str(path))
+        return SourceItem(label=where, path=(base / str(path)), id=row.get("id") or None, payload=payload)
+    return SourceItem(label=where, text=str(text), id=row.get("id") or None, payload=payload)
+
+
+def _csv_items(path: Path) -> Iterator[SourceItem]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "text"} & set(reader.fieldnames):
+            raise SourceError(f"{path}: the header needs a `path` or `text` column (plus optional `id` and payload columns)")
+        for line, row in enumerate(reader, start=2):
+            cells = {k: (_cell(v) if k not in RESERVED_COLUMNS else v) for k, v in row.items() if k is not None}
+            yield _row_item(cells, path.parent, f"{path.name}:{line}")
+
+
+def _jsonl_items(path: Path) -> Iterator[SourceItem]:
+    with open(path, encoding="utf-8") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path.name}:{line} is not valid JSON ({exc})") from exc
+            if not isinstance(row, dict):
+                raise SourceError(f"{path.name}:{line} must be a JSON object")
+            yield _row_item(row, path.parent, f"{path.name}:{line}")
+
+
+def _image_item(path: Path) -> SourceItem:
+    return SourceItem(label=str(path), path=path, payload={"path": str(path)})
+
+
+def read_source(source: str) -> list[SourceItem]:
+    """Every item of a file, directory (recursive), glob, CSV or JSONL, in a stable order."""
+    path = Path(source)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            return list(_csv_items(path))
+        if suffix in (".jsonl", ".ndjson"):
+            return list(_jsonl_items(path))
+        return [_image_item(path)]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SourceError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) found, and it is not a CSV/JSONL file")
+    return [_image_item(p) for p in files]

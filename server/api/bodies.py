@@ -1,0 +1,106 @@
+"""Reading bodies by hand for routes that take JSON or multipart, with the API's error shapes.
+
+FastAPI's automatic body parsing handles one content type per route; the indexing, search and
+classify routes take both (JSON for base64/URLs, multipart for file uploads), so they read the
+body here and validate it with the same pydantic models the OpenAPI documents.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from ..errors import ErrorCode, OmnivecError
+from ..settings import LimitsSettings
+from .media import check_content_type, check_size
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def body_kind(request: Request) -> Literal["json", "multipart"]:
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/json") or "+json" in content_type.split(";")[0]:
+        return "json"
+    if content_type.startswith("multipart/form-data"):
+        return "multipart"
+    raise OmnivecError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        f"content type {content_type or 'none'!r} is not accepted; send application/json or multipart/form-data",
+    )
+
+
+def validation_message(exc: ValidationError, where: str = "") -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in (where, *err.get("loc", ())) if p != "")
+        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def validated(model: type[M], raw: Any, where: str = "") -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, validation_message(exc, where)) from exc
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{what} is not valid JSON ({exc})") from exc
+
+
+async def json_object(request: Request, example: str) -> dict:
+    """The body as a JSON object (400 when empty, 422 when not a JSON object)."""
+    body = await request.body()
+    if not body.strip():
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, f"the request body is empty; send a JSON object such as {example}")
+    raw = parse_json(body, "the body")
+    if not isinstance(raw, dict):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"the body must be a JSON object such as {example}")
+    return raw
+
+
+def form_json(value: Any, name: str, kind: type) -> Any:
+    """A multipart field holding JSON (`items`, `payload`, `params`)."""
+    if not isinstance(value, str):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must be a plain text field holding JSON, not a file")
+    raw = parse_json(value, f"form field {name!r}")
+    if not isinstance(raw, kind):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must hold a JSON {'object' if kind is dict else 'array'}")
+    return raw
+
+
+async def read_upload(value: UploadFile | str, label: str, limits: LimitsSettings) -> bytes:
+    """An uploaded image part: declared type checked (415), size capped while reading (413)."""
+    if not isinstance(value, UploadFile):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label} must be a file part; send base64 images in a JSON body instead")
+    check_content_type(value.content_type, "image", label)
+    data = await value.read(limits.max_image_bytes + 1)
+    check_size(data, "image", label, limits.max_image_bytes)
+    return data
+
+
+def upload_label(base: str, value: Any) -> str:
+    name = value.filename if isinstance(value, UploadFile) else None
+    return f"{base} ({name})" if name else base
+
+
+def app_state(request: Request, name: str) -> Any:
+    """A service the lifespan put on app.state, or 503 while the server is still starting."""
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise OmnivecError(ErrorCode.NOT_READY, "the server is still starting; retry in a few seconds")
+    return value
+
+
+def check_count(n: int, limits: LimitsSettings, what: str) -> None:
+    if n == 0:
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, f"no {what} given")
+    if n > limits.max_inputs_per_request:
+        raise OmnivecError(ErrorCode.TOO_MANY_INPUTS, f"{n} {what} is over the limit of {limits.max_inputs_per_request} per request; split the request")

@@ -1,0 +1,133 @@
+"""Zero-shot classification (POST /v1/classify) and named label sets (/v1/labelsets)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..errors import ErrorCode, OmnivecError
+from ..services.inputs import InputResolver, RawInput, embed_all
+from ..services.labelsets import LabelSet, LabelSetStore
+from ..services.zero_shot import ZeroShotClassifier
+from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validated
+from .schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
+    ClassifyResultOut,
+    LabelScoreOut,
+    LabelSetIn,
+    LabelSetOut,
+    LabelSetsResponse,
+)
+
+router = APIRouter(tags=["classification"])
+
+CLASSIFY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ClassifyRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "params": {"type": "string", "description": 'JSON object of the other ClassifyRequest fields, e.g. {"labels": ["cat", "dog"]}'},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
+    limits = request.app.state.settings.limits
+    if body_kind(request) == "json":
+        body = validated(ClassifyRequest, await json_object(request, '{"inputs": [{"text": "a cat"}], "labels": ["cat", "dog"]}'))
+        raws = [RawInput(i.kind, i.value, f"inputs[{n}].{i.kind}") for n, i in enumerate(body.inputs)]  # type: ignore[arg-type]
+        check_count(len(raws), limits, "inputs")
+        return body, raws
+    form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 4)
+    params: dict = {}
+    uploads = []
+    for key, value in form.multi_items():
+        if key in ("images", "image"):
+            uploads.append(value)
+        elif key == "params":
+            params = form_json(value, "params", dict)
+        else:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send `images` file parts and optionally `params` (JSON)")
+    body = validated(ClassifyRequest, params, "params")
+    raws = [RawInput(i.kind, i.value, f"inputs[{n}].{i.kind}") for n, i in enumerate(body.inputs)]  # type: ignore[arg-type]
+    for value in uploads:
+        label = upload_label(f"inputs[{len(raws)}]", value)
+        raws.append(RawInput("upload", await read_upload(value, label, limits), label))
+    check_count(len(raws), limits, "inputs")
+    return body, raws
+
+
+@router.post(
+    "/v1/classify",
+    response_model=ClassifyResponse,
+    summary="Zero-shot classification of images and texts against labels",
+    description="Scores follow the model: softmax over logit_scale*cosine (sums to 1) for CLIP-style models, per-label "
+    "sigmoid(logit_scale*cosine + bias) for SigLIP-style models. multi_label on a softmax model gives each label "
+    "sigmoid(logit_scale*(cos_i - mean of the other labels' cos)). Label embeddings average the templates "
+    "(default for images: 'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.'; texts: the label itself).",
+    openapi_extra=CLASSIFY_BODY,
+)
+async def classify(request: Request) -> ClassifyResponse:
+    classifier: ZeroShotClassifier = app_state(request, "classifier")
+    resolver: InputResolver = app_state(request, "resolver")
+    body, raws = await _parse(request)
+    labels, templates = body.labels, body.templates
+    if body.labelset is not None:
+        if labels:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give either "labels" or "labelset", not both')
+        stored = app_state(request, "labelsets").get(body.labelset)
+        labels, templates = stored.labels, templates or stored.templates
+    if not labels:  # fail before any download or model call
+        raise OmnivecError(ErrorCode.LABELS_EMPTY, 'no labels to classify against: give "labels": ["cat", "dog", ...] or "labelset": "name"')
+    resolved = await resolver.resolve_all(raws)
+    vectors = await embed_all(classifier.embedding, resolved)
+    ranked, rule = await classifier.classify(vectors, [r.modality for r in resolved], labels, templates, body.top_k, body.multi_label)
+    manifest = classifier.embedding.manifest
+    return ClassifyResponse(
+        model=manifest.model_name,
+        space_id=manifest.space_id,
+        scoring=rule,
+        multi_label=rule != "softmax",
+        results=[ClassifyResultOut(labels=[LabelScoreOut(label=s.label, score=s.score, cosine=s.cosine) for s in row]) for row in ranked],
+    )
+
+
+# --- label sets -------------------------------------------------------------------------------
+
+
+def _out(labelset: LabelSet) -> LabelSetOut:
+    return LabelSetOut(**labelset.__dict__)
+
+
+def _store(request: Request) -> LabelSetStore:
+    return app_state(request, "labelsets")
+
+
+@router.put("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Create or replace a named label set (persisted)")
+async def put_labelset(request: Request, name: str, body: LabelSetIn) -> LabelSetOut:
+    return _out(_store(request).put(name, body.labels, body.templates, body.description))
+
+
+@router.get("/v1/labelsets", response_model=LabelSetsResponse, summary="List label sets")
+async def list_labelsets(request: Request) -> LabelSetsResponse:
+    return LabelSetsResponse(data=[_out(s) for s in _store(request).list()])
+
+
+@router.get("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Get a label set")
+async def get_labelset(request: Request, name: str) -> LabelSetOut:
+    return _out(_store(request).get(name))
+
+
+@router.delete("/v1/labelsets/{name}", summary="Delete a label set")
+async def delete_labelset(request: Request, name: str) -> dict:
+    _store(request).delete(name)
+    return {"name": name, "deleted": True}

@@ -1,0 +1,223 @@
+"""Collections and their items: create/list/describe/delete, add (JSON or uploads), get, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from ..errors import ErrorCode, OmnivecError
+from ..index.store import CollectionInfo
+from ..services.collections import CollectionService, ItemError, ItemSpec, split_payload, user_payload
+from ..services.inputs import RawInput
+from ..settings import LimitsSettings
+from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validation_message
+from .schemas import (
+    AddItemsResponse,
+    CollectionOut,
+    CollectionsResponse,
+    CreateCollectionRequest,
+    DeleteItemsRequest,
+    DeleteItemsResponse,
+    ExistsRequest,
+    ExistsResponse,
+    ItemErrorOut,
+    ItemIn,
+    ItemOut,
+)
+
+router = APIRouter(tags=["collections"])
+UPLOAD_FIELDS = ("images", "files")
+
+
+class FileItemMeta(BaseModel):
+    """Multipart `items[i]`: the id and payload of the i-th uploaded file."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=512)
+    payload: dict = Field(default_factory=dict)
+
+
+def _service(request: Request) -> CollectionService:
+    return app_state(request, "collections")
+
+
+def collection_out(info: CollectionInfo, space_id: str) -> CollectionOut:
+    meta = info.extra or {}
+    return CollectionOut(
+        name=info.name,
+        dim=info.dim,
+        space_id=info.space_id,
+        model=info.model,
+        count=info.count,
+        created_at=info.created_at,
+        description=str(meta.get("description", "")),
+        extra=dict(meta.get("extra") or {}),
+        matches_model=info.space_id == space_id,
+    )
+
+
+@router.post("/v1/collections", status_code=201, response_model=CollectionOut, summary="Create a collection in the loaded model's space")
+async def create_collection(request: Request, body: CreateCollectionRequest) -> CollectionOut:
+    service = _service(request)
+    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes))
+    return collection_out(info, service.space_id)
+
+
+@router.get("/v1/collections", response_model=CollectionsResponse, summary="List collections")
+async def list_collections(request: Request) -> CollectionsResponse:
+    service = _service(request)
+    return CollectionsResponse(data=[collection_out(c, service.space_id) for c in await service.list()])
+
+
+@router.get("/v1/collections/{name}", response_model=CollectionOut, summary="Describe a collection: count, space id, model, dim")
+async def get_collection(request: Request, name: str) -> CollectionOut:
+    service = _service(request)
+    return collection_out(await service.get(name), service.space_id)
+
+
+@router.delete("/v1/collections/{name}", summary="Delete a collection and all its items")
+async def delete_collection(request: Request, name: str) -> dict:
+    await _service(request).delete(name)
+    return {"name": name, "deleted": True}
+
+
+# --- items ------------------------------------------------------------------------------------
+
+
+def _entries_from_json(raw_items: list) -> list[ItemSpec | ItemError]:
+    entries: list[ItemSpec | ItemError] = []
+    for i, raw in enumerate(raw_items):
+        label = f"items[{i}]"
+        try:
+            item = ItemIn.model_validate(raw)
+            entries.append(ItemSpec(i, RawInput(item.kind, item.value, f"{label}.{item.kind}"), item.id, user_payload(item.payload, label)))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            entries.append(ItemError(i, "invalid_request", validation_message(exc, label)))
+        except OmnivecError as exc:
+            entries.append(ItemError.of(i, exc))
+    return entries
+
+
+async def _parse_json_items(request: Request, limits: LimitsSettings) -> list[ItemSpec | ItemError]:
+    raw = await json_object(request, '{"items": [{"text": "a red bike", "payload": {"shop": "a"}}, {"url": "https://..."}]}')
+    unknown = set(raw) - {"items"}
+    if unknown:
+        raise OmnivecError(
+            ErrorCode.INVALID_REQUEST,
+            f"unknown field(s) {sorted(unknown)}; the body is {{\"items\": [{{\"text\"|\"image\"|\"url\": ..., \"id\"?: ..., \"payload\"?: {{...}}}}]}}",
+        )
+    items = raw.get("items")
+    if not isinstance(items, list):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, '"items" must be a list of {"text"|"image"|"url": ..., "id"?, "payload"?} objects')
+    check_count(len(items), limits, "items")
+    return _entries_from_json(items)
+
+
+async def _parse_multipart_items(request: Request, limits: LimitsSettings) -> list[ItemSpec | ItemError]:
+    form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
+    files = []
+    metas: list | None = None
+    shared: dict = {}
+    for key, value in form.multi_items():
+        if key in UPLOAD_FIELDS:
+            files.append(value)
+        elif key == "items":
+            metas = form_json(value, "items", list)
+        elif key == "payload":
+            shared = user_payload(form_json(value, "payload", dict), "payload")
+        else:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unknown form field {key!r}; send `images` file parts, optionally `items` (JSON array) and `payload` (JSON object)")
+    check_count(len(files), limits, "files")
+    if metas is not None and len(metas) != len(files):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field 'items' has {len(metas)} entries for {len(files)} files; items[i] describes the i-th file")
+    entries: list[ItemSpec | ItemError] = []
+    for i, value in enumerate(files):
+        label = upload_label(f"items[{i}]", value)
+        try:
+            meta = FileItemMeta.model_validate(metas[i] if metas is not None else {})
+            payload = user_payload({**shared, **meta.payload}, label)
+            if isinstance(value, UploadFile):
+                raw = RawInput("upload", await read_upload(value, label, limits), label)
+            else:  # a text field: base64 / data URI, as in /v1/embed
+                raw = RawInput("image", value, label)
+            entries.append(ItemSpec(i, raw, meta.id, payload))
+        except ValidationError as exc:
+            entries.append(ItemError(i, "invalid_request", validation_message(exc, label)))
+        except OmnivecError as exc:
+            entries.append(ItemError.of(i, exc))
+    return entries
+
+
+ITEMS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AddItemsRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image files (field name `files` works too)"},
+                        "items": {"type": "string", "description": 'JSON array: items[i] = {"id"?: str, "payload"?: {...}} for the i-th file'},
+                        "payload": {"type": "string", "description": "JSON object added to every file's payload (its own payload wins)"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/collections/{name}/items",
+    response_model=AddItemsResponse,
+    summary="Embed and upsert items (texts, images, image URLs, uploads)",
+    description="Each item is embedded with the loaded model and stored with payload = your payload + `modality`. "
+    "Ids default to sha256(modality, content) in hex, so indexing the same content again replaces it. A bad item is "
+    "reported in `errors` (index, code, message) and does not fail the others; only whole-request problems "
+    "(unknown collection 404, space mismatch 409, empty or oversized request) are request errors.",
+    openapi_extra=ITEMS_BODY,
+)
+async def add_items(request: Request, name: str) -> AddItemsResponse:
+    service = _service(request)
+    limits = request.app.state.settings.limits
+    entries = await (_parse_json_items(request, limits) if body_kind(request) == "json" else _parse_multipart_items(request, limits))
+    result = await service.add_items(name, entries)
+    return AddItemsResponse(
+        collection=name,
+        ids=result.ids,
+        indexed=result.indexed,
+        errors=[ItemErrorOut(index=e.index, code=e.code, message=e.message) for e in result.errors],
+    )
+
+
+async def _delete_items(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+    return DeleteItemsResponse(deleted=await _service(request).delete_items(name, body.ids, body.filter))
+
+
+@router.delete("/v1/collections/{name}/items", response_model=DeleteItemsResponse, summary="Delete items by ids and/or a filter")
+async def delete_items(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+    return await _delete_items(request, name, body)
+
+
+@router.post(
+    "/v1/collections/{name}/items/delete",
+    response_model=DeleteItemsResponse,
+    summary="Delete items by ids and/or a filter (for clients that cannot send a DELETE body)",
+)
+async def delete_items_post(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+    return await _delete_items(request, name, body)
+
+
+@router.post("/v1/collections/{name}/items/exists", response_model=ExistsResponse, summary="Which of these ids are stored (resumable indexing)")
+async def items_exist(request: Request, name: str, body: ExistsRequest) -> ExistsResponse:
+    found = await _service(request).existing_ids(name, body.ids)
+    return ExistsResponse(existing=[i for i in dict.fromkeys(body.ids) if i in found])
+
+
+@router.get("/v1/collections/{name}/items/{item_id:path}", response_model=ItemOut, summary="Get one item: modality, payload, optionally its vector")
+async def get_item(request: Request, name: str, item_id: str, with_vector: bool = False) -> ItemOut:
+    point = await _service(request).get_item(name, item_id, with_vector)
+    modality, payload = split_payload(point.payload)
+    return ItemOut(id=point.id, modality=modality, payload=payload, vector=[float(x) for x in point.vector] if with_vector else None)

@@ -1,0 +1,80 @@
+"""POST /v1/collections/{name}/search: JSON query of any kind, or an uploaded image."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..errors import ErrorCode, OmnivecError
+from ..services.search import SearchOptions, SearchQuery, SearchService
+from .bodies import app_state, body_kind, form_json, json_object, read_upload, upload_label, validated
+from .schemas import SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
+
+router = APIRouter(tags=["search"])
+
+SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "the query image"},
+                        "params": {"type": "string", "description": 'JSON object of the other SearchRequest fields, e.g. {"top_k": 5, "modality": "image"}'},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _options(body: SearchOptionsIn) -> SearchOptions:
+    return SearchOptions(
+        top_k=body.top_k,
+        offset=body.offset,
+        score_threshold=body.score_threshold,
+        filter=body.filter,
+        modality=body.modality,
+        with_payload=body.with_payload,
+    )
+
+
+async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
+    if body_kind(request) == "json":
+        raw = await json_object(request, '{"query": {"text": "a red bike"}, "top_k": 10}')
+        if "query" not in raw:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, 'no "query": give {"query": {"text"|"image"|"url"|"id"|"vector": ...}}')
+        body = validated(SearchRequest, raw)
+        return SearchQuery(body.query.kind, getattr(body.query, body.query.kind)), _options(body)  # type: ignore[arg-type]
+    limits = request.app.state.settings.limits
+    form = await request.form(max_files=2, max_fields=4)
+    image, params = None, {}
+    for key, value in form.multi_items():
+        if key == "image" and image is None:
+            image = await read_upload(value, upload_label("query.image", value), limits)  # type: ignore[arg-type]
+        elif key == "params":
+            params = form_json(value, "params", dict)
+        else:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send one `image` file part and optionally `params` (JSON)")
+    if image is None:
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "no `image` file part: a multipart search uploads the query image as `image`")
+    return SearchQuery("upload", image), _options(validated(SearchOptionsIn, params, "params"))
+
+
+@router.post(
+    "/v1/collections/{name}/search",
+    response_model=SearchResponse,
+    summary="Nearest items to a text, image, URL, stored item or raw vector",
+    description="Cosine similarity, best first. `filter` is Qdrant filter JSON over your payload fields and `modality`; "
+    "`modality` is a shorthand for the latter. Pagination: the same query with offset=k*top_k gives page k+1. "
+    "Text/image/URL queries need the collection to be in the loaded model's space (409 otherwise).",
+    openapi_extra=SEARCH_BODY,
+)
+async def search(request: Request, name: str) -> SearchResponse:
+    service: SearchService = app_state(request, "search")
+    query, options = await _parse(request)
+    hits = await service.search(name, query, options)
+    return SearchResponse(collection=name, results=[SearchHitOut(id=h.id, score=h.score, modality=h.modality, payload=h.payload) for h in hits])

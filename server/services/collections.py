@@ -1,0 +1,181 @@
+"""Collections and their items: the index store, the loaded model and the inputs put together.
+
+Framework-free. Two rules hold everything together:
+
+* A collection records the embedding space (`space_id`) of the model that created it. Anything
+  that makes this server's model produce vectors for a collection (adding items, text/image/URL
+  queries) is refused with 409 space_mismatch when the spaces differ: cosine between vectors of
+  two different models is meaningless, and mixing them silently ruins the index.
+* A stored point's payload is the user's payload plus one key the API owns, `modality`
+  ("text" | "image"). So users filter on their own fields and on `modality` with the same
+  Qdrant filter JSON (`{"key": "modality", "match": {"value": "image"}}`); `modality` (and the
+  store's `_omnivec*` keys) cannot be set by users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
+
+from ..errors import ErrorCode, OmnivecError, from_index_error
+from ..ids import content_id
+from ..index.store import RESERVED_PREFIX, CollectionInfo, IndexStore, Point
+from .embedding import EmbeddingService
+from .inputs import InputResolver, RawInput, Resolved, embed_each
+
+MODALITY_KEY = "modality"
+T = TypeVar("T")
+
+
+@dataclass
+class ItemSpec:
+    """One item of an add request: where it was in the request, its input, id and payload."""
+
+    index: int
+    input: RawInput
+    id: str | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass
+class ItemError:
+    index: int
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, index: int, exc: OmnivecError) -> "ItemError":
+        return cls(index, exc.code.value, exc.message)
+
+
+@dataclass
+class AddResult:
+    ids: list[str | None]  # per request item; None where it failed
+    errors: list[ItemError]
+
+    @property
+    def indexed(self) -> int:
+        return sum(i is not None for i in self.ids)
+
+
+async def run_store(fn: Callable[..., T], *args: Any, collection: str | None = None, **kwargs: Any) -> T:
+    """Run a blocking store call off the event loop; index-layer errors become API errors here."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as exc:
+        raise from_index_error(exc, collection=collection) from exc
+
+
+def user_payload(payload: Any, label: str) -> dict:
+    """Check a client payload: a JSON object whose keys the API does not reserve."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label}.payload must be a JSON object, got {type(payload).__name__}")
+    for key in payload:
+        if key == MODALITY_KEY or str(key).startswith(RESERVED_PREFIX):
+            raise OmnivecError(
+                ErrorCode.INVALID_REQUEST,
+                f"{label}.payload key {key!r} is reserved (the API stores the item's modality under {MODALITY_KEY!r}); rename it",
+            )
+    return dict(payload)
+
+
+def split_payload(stored: dict | None) -> tuple[str | None, dict]:
+    """Stored payload -> (modality, the user's payload)."""
+    payload = dict(stored or {})
+    return payload.pop(MODALITY_KEY, None), payload
+
+
+class CollectionService:
+    """Create/list/delete collections; add, fetch and delete their items."""
+
+    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver) -> None:
+        self.store = store
+        self.embedding = embedding
+        self.resolver = resolver
+
+    @property
+    def space_id(self) -> str:
+        return self.embedding.manifest.space_id
+
+    @property
+    def model(self) -> str:
+        return self.embedding.manifest.model_name
+
+    # -- collections ----------------------------------------------------------------------------
+
+    async def create(self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None) -> CollectionInfo:
+        """A collection in this model's space and dim; `modality` is always given a keyword index."""
+        manifest = self.embedding.manifest
+        meta = {"description": description, "extra": dict(extra or {})}
+        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta, collection=name)
+        indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
+        for key, schema in indexes.items():
+            await run_store(self.store.create_payload_index, name, key, schema, collection=name)
+        return info
+
+    async def list(self) -> list[CollectionInfo]:
+        return await run_store(self.store.list_collections)
+
+    async def get(self, name: str) -> CollectionInfo:
+        return await run_store(self.store.get_collection, name, collection=name)
+
+    async def delete(self, name: str) -> None:
+        await run_store(self.store.delete_collection, name, collection=name)
+
+    def check_space(self, info: CollectionInfo, action: str) -> None:
+        if info.space_id != self.space_id:
+            raise OmnivecError(
+                ErrorCode.SPACE_MISMATCH,
+                f"cannot {action} collection {info.name!r}: it holds vectors of space {info.space_id!r} (model {info.model!r}) "
+                f"but this server's model {self.model!r} embeds into space {self.space_id!r}, and vectors of different spaces "
+                f"are not comparable. Create a new collection for this model, or serve the collection's model ({info.model!r}).",
+            )
+
+    async def compatible(self, name: str, action: str) -> CollectionInfo:
+        """The collection, after checking that this server's model may write or query it."""
+        info = await self.get(name)
+        self.check_space(info, action)
+        return info
+
+    # -- items ----------------------------------------------------------------------------------
+
+    async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
+        """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
+        await self.compatible(name, "add items to")
+        result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
+        specs = [e for e in entries if isinstance(e, ItemSpec)]
+        resolved = await self.resolver.resolve_each([s.input for s in specs])
+        ready = [(s, r) for s, r in zip(specs, resolved) if isinstance(r, Resolved)]
+        result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
+        vectors = await embed_each(self.embedding, [r for _, r in ready])
+        points: list[tuple[int, Point]] = []
+        for (spec, res), vector in zip(ready, vectors):
+            if isinstance(vector, OmnivecError):
+                result.errors.append(ItemError.of(spec.index, vector))
+                continue
+            point_id = spec.id or content_id(res.modality, res.value)
+            points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
+        if points:
+            await run_store(self.store.upsert, name, [p for _, p in points], collection=name)
+        for index, point in points:
+            result.ids[index] = point.id
+        result.errors.sort(key=lambda e: e.index)
+        return result
+
+    async def get_item(self, name: str, item_id: str, with_vector: bool = False) -> Point:
+        points = await run_store(self.store.retrieve, name, [item_id], with_vectors=with_vector, collection=name)
+        if not points:
+            raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {item_id!r}")
+        return points[0]
+
+    async def existing_ids(self, name: str, ids: list[str]) -> set[str]:
+        return await run_store(self.store.existing_ids, name, ids, collection=name)
+
+    async def delete_items(self, name: str, ids: list[str] | None, filter: Mapping[str, Any] | None) -> int:
+        """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
+        if ids is None and not filter:
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
+        return await run_store(self.store.delete_points, name, ids, filter or None, collection=name)

@@ -1,0 +1,102 @@
+"""Cross-modal search: any query (text, image, URL, stored item, raw vector) against a collection.
+
+Text, image and URL queries are embedded by this server's model, so they need the collection to
+be in the model's space (409 otherwise). Item-id and raw-vector queries involve no model and work
+on any collection of the right dimension. An item-id query leaves the item itself out of the
+results ("more like this": the caller already has it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ErrorCode, OmnivecError, from_index_error
+from ..index.filters import parse_filter
+from .collections import MODALITY_KEY, CollectionService, run_store, split_payload
+from .inputs import RawInput, embed_all
+
+QueryKind = Literal["text", "image", "url", "upload", "id", "vector"]
+
+
+@dataclass
+class SearchQuery:
+    kind: QueryKind
+    value: Any  # str, bytes (upload) or a list of floats (vector)
+
+
+@dataclass
+class SearchOptions:
+    top_k: int = 10
+    offset: int = 0
+    score_threshold: float | None = None
+    filter: Mapping[str, Any] | None = None
+    modality: str | None = None
+    with_payload: bool = True
+
+
+@dataclass
+class SearchHit:
+    id: str
+    score: float
+    modality: str | None
+    payload: dict | None
+
+
+def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclude_id: str | None = None) -> dict | None:
+    """The user's Qdrant filter AND the `modality` shorthand AND NOT the query item."""
+    try:
+        parse_filter(user)  # validate before any model work; errors name the user's own paths
+    except Exception as exc:
+        raise from_index_error(exc) from exc
+    must: list[dict] = [dict(user)] if user else []
+    if modality:
+        must.append({"key": MODALITY_KEY, "match": {"value": modality}})
+    must_not = [{"has_id": [exclude_id]}] if exclude_id else []
+    if not must and not must_not:
+        return None
+    return {"must": must, **({"must_not": must_not} if must_not else {})}
+
+
+class SearchService:
+    def __init__(self, collections: CollectionService) -> None:
+        self.collections = collections
+
+    async def query_vector(self, name: str, query: SearchQuery) -> Sequence[float] | np.ndarray:
+        """The vector to search with: embedded, looked up by id, or given."""
+        if query.kind == "vector":
+            return query.value
+        if query.kind == "id":
+            point = await self.collections.get_item(name, query.value, with_vector=True)
+            return point.vector
+        await self.collections.compatible(name, "search")
+        label = "query.image" if query.kind == "upload" else f"query.{query.kind}"
+        resolved = await self.collections.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
+        return (await embed_all(self.collections.embedding, resolved))[0]
+
+    async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
+        flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
+        vector = await self.query_vector(name, query)
+        try:
+            hits = await run_store(
+                self.collections.store.search,
+                name,
+                vector,
+                top_k=options.top_k,
+                offset=options.offset,
+                filter=flt,
+                score_threshold=options.score_threshold,
+                with_payload=True,
+                collection=name,
+            )
+        except OmnivecError as exc:
+            if exc.code == ErrorCode.DIMENSION_MISMATCH and query.kind == "vector":
+                exc.message = f"query.vector: {exc.message}"
+            raise
+        out = []
+        for hit in hits:
+            modality, payload = split_payload(hit.payload)
+            out.append(SearchHit(hit.id, hit.score, modality, payload if options.with_payload else None))
+        return out
