@@ -66,6 +66,9 @@ class IndexSettings(BaseModel):
     prefer_grpc: bool = Field(False, description="Talk gRPC (port 6334) to the Qdrant server instead of REST.")
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one call to the Qdrant server.")
     search_threads: int = Field(default_factory=default_threads, ge=1, description="Edge: search threads per collection.")
+    optimize_after_points: int = Field(
+        20_000, ge=0, description="Build a collection's ANN index in the background once this many points were added since the last build (0: only on POST .../optimize)."
+    )
 
 
 class FetchSettings(BaseModel):

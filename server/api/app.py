@@ -22,6 +22,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..fetch import UrlFetcher
 from ..index import IndexStore, open_store
 from ..metrics import Metrics
+from ..services.index_builder import IndexBuilder
 from ..services.collections import CollectionService
 from ..services.embedding import EmbeddingService
 from ..services.inputs import InputResolver
@@ -155,7 +156,7 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     """Wire the index, URL fetching and classification services onto app.state."""
     fetcher = UrlFetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
     resolver = InputResolver(fetcher, settings.limits)
-    collections = CollectionService(store, service, resolver)
+    collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points))
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections
     app.state.search = SearchService(collections)
@@ -192,6 +193,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
         try:
             yield
         finally:
+            await app.state.collections.builder.close()
             await app.state.fetcher.aclose()
             if own_store:
                 await asyncio.to_thread(index_store.close)

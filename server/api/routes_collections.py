@@ -13,6 +13,8 @@ from ..services.inputs import RawInput
 from ..settings import LimitsSettings
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validation_message
 from .schemas import (
+    IndexingOut,
+    OptimizeResponse,
     AddItemsResponse,
     CollectionOut,
     CollectionsResponse,
@@ -42,9 +44,21 @@ def _service(request: Request) -> CollectionService:
     return app_state(request, "collections")
 
 
-def collection_out(info: CollectionInfo, space_id: str) -> CollectionOut:
+def indexing_out(service: CollectionService, name: str) -> IndexingOut:
+    state = service.builder.state(name)
+    return IndexingOut(
+        building=state.running,
+        points_since_build=state.points_since_build,
+        builds=state.builds,
+        last_build_s=state.last_build_s,
+        last_error=state.last_error,
+    )
+
+
+def collection_out(info: CollectionInfo, service: CollectionService) -> CollectionOut:
     meta = info.extra or {}
     return CollectionOut(
+        indexing=indexing_out(service, info.name),
         name=info.name,
         dim=info.dim,
         space_id=info.space_id,
@@ -53,7 +67,7 @@ def collection_out(info: CollectionInfo, space_id: str) -> CollectionOut:
         created_at=info.created_at,
         description=str(meta.get("description", "")),
         extra=dict(meta.get("extra") or {}),
-        matches_model=info.space_id == space_id,
+        matches_model=info.space_id == service.space_id,
     )
 
 
@@ -61,19 +75,33 @@ def collection_out(info: CollectionInfo, space_id: str) -> CollectionOut:
 async def create_collection(request: Request, body: CreateCollectionRequest) -> CollectionOut:
     service = _service(request)
     info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes))
-    return collection_out(info, service.space_id)
+    return collection_out(info, service)
 
 
 @router.get("/v1/collections", response_model=CollectionsResponse, summary="List collections")
 async def list_collections(request: Request) -> CollectionsResponse:
     service = _service(request)
-    return CollectionsResponse(data=[collection_out(c, service.space_id) for c in await service.list()])
+    return CollectionsResponse(data=[collection_out(c, service) for c in await service.list()])
 
 
 @router.get("/v1/collections/{name}", response_model=CollectionOut, summary="Describe a collection: count, space id, model, dim")
 async def get_collection(request: Request, name: str) -> CollectionOut:
     service = _service(request)
-    return collection_out(await service.get(name), service.space_id)
+    return collection_out(await service.get(name), service)
+
+
+@router.post(
+    "/v1/collections/{name}/optimize",
+    status_code=202,
+    response_model=OptimizeResponse,
+    summary="Build the collection's ANN index now, in the background (searches keep working)",
+    description="Also happens by itself once index.optimize_after_points points were added since the last build. "
+    "GET /v1/collections/{name} shows `indexing.building` until it is done.",
+)
+async def optimize_collection(request: Request, name: str) -> OptimizeResponse:
+    service = _service(request)
+    started = await service.optimize(name)
+    return OptimizeResponse(name=name, started=started, indexing=indexing_out(service, name))
 
 
 @router.delete("/v1/collections/{name}", summary="Delete a collection and all its items")

@@ -184,6 +184,21 @@ class CollectionOut(BaseModel):
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict)
     matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image search are refused)")
+    indexing: "IndexingOut | None" = Field(None, description="background ANN index builds of this collection (this server process)")
+
+
+class IndexingOut(BaseModel):
+    building: bool = Field(description="an index build is running (searches keep working meanwhile)")
+    points_since_build: int = Field(description="points added since the last build started; searched by brute force until the next build")
+    builds: int = Field(description="builds finished since the server started")
+    last_build_s: float | None = None
+    last_error: str | None = None
+
+
+class OptimizeResponse(BaseModel):
+    name: str
+    started: bool = Field(description="false when a build was already running")
+    indexing: IndexingOut
 
 
 class CollectionsResponse(BaseModel):

@@ -22,6 +22,7 @@ from ..errors import ErrorCode, OmnivecError, from_index_error
 from ..ids import content_id
 from ..index.store import RESERVED_PREFIX, CollectionInfo, IndexStore, Point
 from .embedding import EmbeddingService
+from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 
 MODALITY_KEY = "modality"
@@ -91,10 +92,11 @@ def split_payload(stored: dict | None) -> tuple[str | None, dict]:
 class CollectionService:
     """Create/list/delete collections; add, fetch and delete their items."""
 
-    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver) -> None:
+    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None) -> None:
         self.store = store
         self.embedding = embedding
         self.resolver = resolver
+        self.builder = builder or IndexBuilder(store, optimize_after_points=0)
 
     @property
     def space_id(self) -> str:
@@ -124,6 +126,12 @@ class CollectionService:
 
     async def delete(self, name: str) -> None:
         await run_store(self.store.delete_collection, name, collection=name)
+        self.builder.forget(name)
+
+    async def optimize(self, name: str) -> bool:
+        """Start a background index build now; False when one is already running."""
+        await self.get(name)
+        return self.builder.start(name)
 
     def check_space(self, info: CollectionInfo, action: str) -> None:
         if info.space_id != self.space_id:
@@ -160,6 +168,7 @@ class CollectionService:
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points], collection=name)
+            self.builder.note_added(name, len(points))
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
