@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
@@ -50,6 +50,8 @@ class FinetuneConfig(BaseModel):
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> "FinetuneConfig":
         data: dict[str, Any] = {}
         if path is not None:
+            import yaml
+
             loaded = yaml.safe_load(Path(path).read_text()) or {}
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config fields")
@@ -62,9 +64,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --flag per config field (booleans as --x/--no-x), described by the field's description."""
     for name, field in FinetuneConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        help_text = field.description or ""
+        default = "required" if field.is_required() else field.get_default(call_default_factory=True)
+        help_text = f"{field.description or ''} (default: {default})".strip()
         annotation = str(field.annotation)
-        if field.annotation is bool:
+        if typing.get_origin(field.annotation) is Literal:
+            parser.add_argument(flag, dest=name, choices=typing.get_args(field.annotation), default=None, help=help_text)
+        elif field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif name == "templates":
             parser.add_argument(flag, dest=name, action="append", default=None, help=help_text + " (repeatable)")

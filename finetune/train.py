@@ -63,7 +63,8 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     from .losses import ring_clip_loss, ring_siglip_loss
 
     rank, world = _dist_info()
-    if world > 1 and not dist.is_initialized():
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if config.threads:
@@ -210,6 +211,8 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
         log(f"exported bundle {bundle}: serve it with `omnivec serve --bundle {bundle}`")
     if world > 1:
         dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
     return FinetuneResult(out, history, bundle, step)
 
 
