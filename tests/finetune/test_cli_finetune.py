@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -51,9 +52,16 @@ def test_two_processes_with_torchrun(corpus, tmp_path):
         "--train-data", str(corpus), "--epochs", "2", "--batch-size", "8", "--val-fraction", "0.25", "--threads", "1",
         "--out", str(out), "--tile-size", "3", "--no-export",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    # own process group: a hung rank must not outlive the test
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1, "only rank 0 reports"
     summary = json.loads(lines[0])
     assert summary["steps"] == 2 * (18 // 8), "each step takes one global batch split over both ranks"
