@@ -159,3 +159,12 @@ def test_audio_tower_trains_into_the_locked_text_space(tmp_path):
     with torch.no_grad():
         assert torch.equal(start.model.encode_text(tokens), trained.model.encode_text(tokens))
         assert not torch.equal(start.model.audio_tower.proj.weight, trained.model.audio_tower.proj.weight)
+
+
+def test_bf16_autocast_trains(corpus, tmp_path):
+    from omnivec.finetune.train import finetune
+
+    result = finetune(_config(corpus, tmp_path / "bf16", epochs=3, precision="bf16", export=False), progress=False, log=lambda _m: None)
+    losses_finite = all(v == v for h in result.history for v in h["metrics"].values())
+    assert result.steps == 3 * (84 // 24) and losses_finite
+    assert _mean_recall(result.history[-1]["metrics"], 10) > _mean_recall(result.history[0]["metrics"], 10)
