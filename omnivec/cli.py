@@ -22,7 +22,9 @@ EPILOG = """examples:
   omnivec index captions.csv --collection photos --server http://gpu-box:8000
   omnivec search "a red bike" --collection photos --top-k 5
   omnivec search --image query.jpg --collection photos --modality image
+  omnivec search --audio bark.wav --collection sounds --modality audio
   omnivec classify cat.jpg dog.jpg --labels "cat,dog,car"
+  omnivec classify bark.wav --labels "dog,rain,siren"
 """
 
 CLIENT_NOTE = """
@@ -70,12 +72,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "embed",
-        help="embed texts and image files from the shell (loads the bundle in-process)",
+        help="embed texts, image and audio files from the shell (loads the bundle in-process)",
         description="Print one JSON line per input: modality, index, and the L2-normalised embedding.",
     )
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
     p.add_argument("--text", action="append", default=[], help="text to embed (repeatable)")
     p.add_argument("--image", action="append", default=[], type=Path, help="image file to embed (repeatable)")
+    p.add_argument("--audio", action="append", default=[], type=Path, help="audio file to embed (repeatable; needs a bundle with an audio tower)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
 
 
@@ -90,10 +93,11 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 def _add_index(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index",
-        help="embed and store images/texts from files, a folder, a glob, or a CSV/JSONL manifest",
+        help="embed and store images/audio/texts from files, a folder, a glob, or a CSV/JSONL manifest",
         description="Index SOURCE into a collection (created in the model's space if missing), with a progress bar "
-        "(items/s, errors). SOURCE is an image file, a directory (searched recursively), a quoted glob ('photos/**/*.jpg'), "
-        "or a .csv/.jsonl manifest whose rows have `path` (image, relative to the manifest) or `text`, an optional `id`, "
+        "(items/s, errors). SOURCE is an image or audio file (.wav .flac .ogg .opus .mp3), a directory (searched recursively), "
+        "a quoted glob ('photos/**/*.jpg'), or a .csv/.jsonl manifest whose rows have `path` (image or audio, relative to the "
+        "manifest) or `text`, an optional `id`, "
         "and other columns that become the payload. Resumable: ids (given, or sha256 of the content, as the server "
         "computes them) already in the collection are skipped, so re-running after an interruption only sends the rest. "
         "Failed items are printed and the command exits 1 after indexing everything else.\n" + CLIENT_NOTE,
@@ -110,18 +114,19 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
 def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="search a collection by text, image file, URL or item id",
+        help="search a collection by text, image or audio file, URL or item id",
         description="Print one JSON line per result (rank, id, score, modality, payload), best first.\n" + CLIENT_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("query", nargs="?", help="query text (or use --image / --url / --id)")
+    p.add_argument("query", nargs="?", help="query text (or use --image / --audio / --url / --id)")
     p.add_argument("--collection", required=True, help="collection name")
     p.add_argument("--image", type=Path, help="query image file")
-    p.add_argument("--url", help="query image URL (fetched by the server)")
+    p.add_argument("--audio", type=Path, help="query audio file (WAV, FLAC, OGG, Opus, MP3)")
+    p.add_argument("--url", help="query image or audio URL (fetched by the server)")
     p.add_argument("--id", dest="item_id", help="find items like this stored item")
     p.add_argument("--top-k", type=int, default=10, help="results to return (default 10)")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
-    p.add_argument("--modality", choices=["text", "image"], help="only results of this modality")
+    p.add_argument("--modality", choices=["text", "image", "audio"], help="only results of this modality")
     p.add_argument("--filter", help='Qdrant filter JSON, e.g. \'{"must": [{"key": "year", "range": {"gte": 2020}}]}\'')
     _add_target(p)
 
@@ -129,19 +134,34 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 def _add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "classify",
-        help="zero-shot classify image files (or --text) against labels",
+        help="zero-shot classify image or audio files (or --text) against labels",
         description="Print one JSON line per input with its top labels and scores (softmax over the labels for "
         "CLIP-style models).\n" + CLIENT_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="image files")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="image or audio files (audio by extension: .wav .flac .ogg .opus .mp3)")
     p.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
     p.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
     p.add_argument("--labelset", help="name of a stored label set instead of --labels")
-    p.add_argument("--template", action="append", default=[], help='prompt template with {} for the label (repeatable; default: a photo-template ensemble)')
+    p.add_argument("--template", action="append", default=[], help='prompt template with {} for the label (repeatable; default: a photo-template ensemble for images, a sound-template one for audio)')
     p.add_argument("--top-k", type=int, default=5, help="labels per input (default 5)")
     p.add_argument("--multi-label", action="store_true", help="independent per-label scores instead of a softmax")
     _add_target(p)
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from omnivec.finetune.config import add_config_flags
+
+    p = sub.add_parser(
+        "finetune",
+        help="retrain towers on your (image or audio, caption) pairs with the exact tiled contrastive loss (needs omnivec[train])",
+        description="Fine-tune an open_clip model (optionally with an audio tower) on a CSV/JSONL manifest or class-folder tree, "
+        "evaluating recall@k, zero-shot accuracy and alignment/uniformity before training and after each epoch, then export "
+        "a servable bundle to OUT/bundle. Settings come from --config FILE.yaml; every field is also a flag (flags win). "
+        "Several processes: torchrun --nproc-per-node N -m omnivec finetune ...",
+    )
+    p.add_argument("--config", type=Path, help="YAML file of fine-tune settings (the flags below)")
+    add_config_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(sub)
     _add_search(sub)
     _add_classify(sub)
+    _add_finetune(sub)
     return parser
 
 
@@ -218,8 +239,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from omnivec.server.services.embedding import EmbeddingService
     from omnivec.server.settings import Settings
 
-    if not args.text and not args.image:
-        print("omnivec embed: error: give at least one --text or --image", file=sys.stderr)
+    if not args.text and not args.image and not args.audio:
+        print("omnivec embed: error: give at least one --text, --image or --audio", file=sys.stderr)
         return 2
     settings = Settings()
     settings.model.intra_op_threads = args.threads
@@ -240,6 +261,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 vectors = await service.embed_images(data, labels=[str(p) for p in args.image])
                 for i, vec in enumerate(vectors):
                     print(json.dumps({"modality": "image", "index": i, "input": str(args.image[i]), "embedding": vec.round(6).tolist()}))
+            if args.audio:
+                data = [p.read_bytes() for p in args.audio]
+                audio = await service.embed_audios(data, labels=[str(p) for p in args.audio])
+                for i, vec in enumerate(audio.vectors):
+                    line = {"modality": "audio", "index": i, "input": str(args.audio[i]), "duration_s": audio.durations[i]}
+                    print(json.dumps({**line, "embedding": vec.round(6).tolist()}))
         finally:
             await service.close()
 
@@ -333,11 +360,11 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def _by_size(pending: list[tuple], max_bytes: int) -> Iterator[list[tuple]]:
-    """Split (item, id, request item) triples into requests of at most max_bytes of image data."""
+    """Split (item, id, request item) triples into requests of at most max_bytes of file data."""
     chunk: list[tuple] = []
     size = 0
     for entry in pending:
-        weight = len(entry[2].get("image", "")) * 3 // 4
+        weight = sum(len(entry[2].get(m, "")) for m in ("image", "audio")) * 3 // 4
         if chunk and size + weight > max_bytes:
             yield chunk
             chunk, size = [], 0
@@ -384,7 +411,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                     except OSError as exc:
                         fail(item.label, f"cannot read {item.path}: {exc.strerror or exc}")
                         continue
-                    pending.append((item, item.id or content_id("image", data), {"image": base64.b64encode(data).decode("ascii")}))
+                    modality = item.modality
+                    pending.append((item, item.id or content_id(modality, data), {modality: base64.b64encode(data).decode("ascii")}))
                 if pending:  # resume: skip what the collection already holds
                     existing = set(_check(client.post(f"{items_url}/exists", json={"ids": [e[1] for e in pending]}))["existing"])
                     counts["skipped"] += sum(e[1] in existing for e in pending)
@@ -406,9 +434,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    given = [q for q in (args.query, args.image, args.url, args.item_id) if q]
+    given = [q for q in (args.query, args.image, args.audio, args.url, args.item_id) if q]
     if len(given) != 1:
-        print("omnivec search: error: give exactly one query: TEXT, --image FILE, --url URL or --id ID", file=sys.stderr)
+        print("omnivec search: error: give exactly one query: TEXT, --image FILE, --audio FILE, --url URL or --id ID", file=sys.stderr)
         return 2
     options: dict = {"top_k": args.top_k, "offset": args.offset}
     if args.modality:
@@ -422,9 +450,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     def run(client: "httpx.Client") -> int:
         url = f"/v1/collections/{args.collection}/search"
-        if args.image:
-            data = args.image.read_bytes()
-            response = client.post(url, files={"image": (args.image.name, data, "application/octet-stream")}, data={"params": json.dumps(options)})
+        if args.image or args.audio:
+            field, path = ("image", args.image) if args.image else ("audio", args.audio)
+            data = path.read_bytes()  # untyped: the server recognises the file by its name or bytes
+            response = client.post(url, files={field: (path.name, data, "application/octet-stream")}, data={"params": json.dumps(options)})
         else:
             query = {"text": args.query} if args.query else {"url": args.url} if args.url else {"id": args.item_id}
             response = client.post(url, json={"query": query, **options})
@@ -438,8 +467,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     import base64
 
+    from omnivec.server.mediatype import suffix_modality
+
     if not args.files and not args.text:
-        print("omnivec classify: error: give image FILEs and/or --text", file=sys.stderr)
+        print("omnivec classify: error: give image or audio FILEs and/or --text", file=sys.stderr)
         return 2
     if bool(args.labels) == bool(args.labelset):
         print('omnivec classify: error: give --labels "a,b,c" or --labelset NAME', file=sys.stderr)
@@ -453,7 +484,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         body["templates"] = args.template
 
     def run(client: "httpx.Client") -> int:
-        inputs = [{"text": t} for t in args.text] + [{"image": base64.b64encode(p.read_bytes()).decode("ascii")} for p in args.files]
+        files = [{suffix_modality(p.name) or "image": base64.b64encode(p.read_bytes()).decode("ascii")} for p in args.files]
+        inputs = [{"text": t} for t in args.text] + files
         names = list(args.text) + [str(p) for p in args.files]
         result = _check(client.post("/v1/classify", json={**body, "inputs": inputs}))
         for name, row in zip(names, result["results"]):
@@ -463,7 +495,27 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return _run_client("classify", args, run)
 
 
-COMMANDS = {"export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify}
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from omnivec.model_export.loader import ExportError, require_torch
+
+    try:
+        require_torch()
+        from omnivec.finetune.config import config_from_args
+        from omnivec.finetune.train import finetune
+
+        config = config_from_args(args)
+        result = finetune(config, log=lambda message: print(message, file=sys.stderr))
+    except (ExportError, ValueError, FileNotFoundError) as exc:
+        print(f"omnivec finetune: error: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
+    last = result.history[-1]["metrics"] if result.history else {}
+    print(json.dumps({"out": str(result.out), "bundle": str(result.bundle) if result.bundle else None, "steps": result.steps, "final": last}))
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify, "finetune": cmd_finetune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,11 @@
-"""What `omnivec index` reads: image files (a file, a directory, a glob) or a CSV/JSONL manifest.
+"""What `omnivec index` reads: image and audio files (a file, a directory, a glob) or a CSV/JSONL manifest.
 
-Manifest rows have `path` (an image file, relative to the manifest's folder) or `text`, an
+Manifest rows have `path` (an image or audio file, relative to the manifest's folder) or `text`, an
 optional `id`, and any other columns, which become the item's payload (CSV cells that look like
 numbers or booleans are stored as such, so range and match filters work on them; a JSONL row may
-also carry a `payload` object). Image items also get `path` in their payload, so search results
-say which file they are.
+also carry a `payload` object). File items also get `path` in their payload, so search results
+say which file they are. A file's modality comes from its extension (audio: .wav .flac .ogg .opus
+.mp3; anything else is sent as an image, whose decoder then names the problem).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+from omnivec.server.mediatype import AUDIO_SUFFIXES, IMAGE_SUFFIXES, suffix_modality
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + AUDIO_SUFFIXES
 RESERVED_COLUMNS = ("path", "text", "id", "payload")
 
 
@@ -31,6 +34,13 @@ class SourceItem:
     path: Path | None = None
     id: str | None = None
     payload: dict = field(default_factory=dict)
+
+    @property
+    def modality(self) -> str:
+        """text, audio (by extension) or image."""
+        if self.text is not None:
+            return "text"
+        return suffix_modality(self.path.name if self.path else None) or "image"
 
 
 def _cell(value: str) -> Any:
@@ -49,7 +59,7 @@ def _cell(value: str) -> Any:
 def _row_item(row: dict, base: Path, where: str) -> SourceItem:
     path, text = row.get("path") or None, row.get("text") or None
     if bool(path) == bool(text):
-        raise SourceError(f"{where}: a row needs exactly one of `path` (an image file) or `text`")
+        raise SourceError(f"{where}: a row needs exactly one of `path` (an image or audio file) or `text`")
     payload = dict(row["payload"]) if isinstance(row.get("payload"), dict) else {}
     payload.update({k: v for k, v in row.items() if k not in RESERVED_COLUMNS and v not in (None, "")})
     if path:
@@ -82,7 +92,7 @@ def _jsonl_items(path: Path) -> Iterator[SourceItem]:
             yield _row_item(row, path.parent, f"{path.name}:{line}")
 
 
-def _image_item(path: Path) -> SourceItem:
+def _file_item(path: Path) -> SourceItem:
     return SourceItem(label=str(path), path=path, payload={"path": str(path)})
 
 
@@ -95,11 +105,14 @@ def read_source(source: str) -> list[SourceItem]:
             return list(_csv_items(path))
         if suffix in (".jsonl", ".ndjson"):
             return list(_jsonl_items(path))
-        return [_image_item(path)]
+        return [_file_item(path)]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
     else:
-        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file() and Path(p).suffix.lower() in MEDIA_SUFFIXES)
     if not files:
-        raise SourceError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) found, and it is not a CSV/JSONL file")
-    return [_image_item(p) for p in files]
+        raise SourceError(
+            f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) or audio files ({', '.join(AUDIO_SUFFIXES)}) found, "
+            "and it is not a CSV/JSONL file"
+        )
+    return [_file_item(p) for p in files]

@@ -10,7 +10,8 @@ deployment's network. So every hop (the URL and each redirect) is checked before
   with the original Host header and TLS server name), so a second DNS answer cannot swap in
   an internal address between the check and the connect (DNS rebinding);
 * connect/read timeouts plus a deadline for the whole download, a size cap enforced while
-  streaming, content-type checked before the body is read, a bounded number of redirects.
+  streaming, content-type checked before the body is read (the accepted media kinds, e.g.
+  image/* or audio/*; untyped binary is recognised after reading), a bounded number of redirects.
 
 Every failure is an `OmnivecError` with a 4xx status whose message names the URL and the reason.
 """
@@ -20,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import Sequence
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from .errors import ErrorCode, OmnivecError
+from .mediatype import BINARY_TYPES, declared_modality, mime_of, sniff_modality, suffix_modality
 from .settings import FetchSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-BINARY_TYPES = ("application/octet-stream", "binary/octet-stream", "")
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -107,32 +109,39 @@ class UrlFetcher:
             follow_redirects=False,
             trust_env=False,
             limits=httpx.Limits(max_keepalive_connections=0),
-            headers={"User-Agent": "omnivec-fetch/1", "Accept": "image/*, */*;q=0.1"},
+            headers={"User-Agent": "omnivec-fetch/1"},
         )
 
     async def fetch(self, url: str, label: str, modality: str = "image") -> bytes:
         """The body of `url`, which must be `modality`/* (or untyped binary) and at most max_bytes."""
+        return (await self.fetch_media(url, label, (modality,)))[1]
+
+    async def fetch_media(self, url: str, label: str, accept: Sequence[str] = ("image",)) -> tuple[str, bytes]:
+        """(modality, body) of `url`: the served type picks the modality among `accept` (e.g. image, audio);
+        untyped binary is recognised by its URL's extension or magic bytes (else the first accepted)."""
         total = self.settings.total_timeout_s
         try:
             async with self._slots, asyncio.timeout(total):  # the deadline starts once a slot is free
-                return await self._fetch(url, label, modality)
+                return await self._fetch(url, label, tuple(accept))
         except TimeoutError:
             raise OmnivecError(
                 ErrorCode.URL_TIMEOUT,
                 f"{label}: fetching {_shown(url)} took longer than {total:g} s in all; use a faster host or send the file's bytes",
             ) from None
 
-    async def _fetch(self, url: str, label: str, modality: str) -> bytes:
+    async def _fetch(self, url: str, label: str, accept: tuple[str, ...]) -> tuple[str, bytes]:
         current = url
+        wanted = ", ".join([*(f"{m}/*" for m in accept), "*/*;q=0.1"])
         for _hop in range(self.settings.max_redirects + 1):
             target, headers, extensions = await self._pinned(current, label, url)
+            headers["Accept"] = wanted
             try:
                 async with self._client.stream("GET", target, headers=headers, extensions=extensions) as response:
                     location = response.headers.get("location")
                     if response.status_code in REDIRECT_STATUSES and location:
                         current = urljoin(current, location)
                         continue
-                    return await self._read(response, current, label, modality)
+                    return await self._read(response, current, label, accept)
             except httpx.TimeoutException as exc:
                 phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for data"
                 limit = self.settings.connect_timeout_s if isinstance(exc, httpx.ConnectTimeout) else self.settings.read_timeout_s
@@ -193,16 +202,18 @@ class UrlFetcher:
                 )
         return addresses[0]
 
-    async def _read(self, response: httpx.Response, url: str, label: str, modality: str) -> bytes:
+    async def _read(self, response: httpx.Response, url: str, label: str, accept: tuple[str, ...]) -> tuple[str, bytes]:
         if not 200 <= response.status_code < 300:
             raise OmnivecError(
                 ErrorCode.URL_FETCH_FAILED, f"{label}: {_shown(url)} answered HTTP {response.status_code} {response.reason_phrase}".rstrip()
             )
-        mime = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not (mime in BINARY_TYPES or mime.startswith(f"{modality}/")):
+        mime = mime_of(response.headers.get("content-type"))
+        modality = declared_modality(mime)
+        if not (mime in BINARY_TYPES or modality in accept):
+            kinds = " or ".join(f"{m}/*" for m in accept)
             raise OmnivecError(
                 ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                f"{label}: {_shown(url)} serves {mime!r}, not {modality}/*; link the {modality} file itself",
+                f"{label}: {_shown(url)} serves {mime!r}, not {kinds}; link the {' or '.join(accept)} file itself",
             )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
@@ -214,12 +225,16 @@ class UrlFetcher:
             if size > self.max_bytes:
                 raise self._too_large(label, url, f"sent more than {self.max_bytes} bytes")
             chunks.append(chunk)
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        if modality is None:  # untyped binary: the URL's extension, else the bytes themselves
+            found = suffix_modality(urlsplit(url).path) or sniff_modality(data)
+            modality = found if found in accept else accept[0]
+        return modality, data
 
     def _too_large(self, label: str, url: str, what: str) -> OmnivecError:
         return OmnivecError(
             ErrorCode.DOWNLOAD_TOO_LARGE,
-            f"{label}: {_shown(url)} {what}, over the download limit of {self.max_bytes} bytes; downscale the image "
+            f"{label}: {_shown(url)} {what}, over the download limit of {self.max_bytes} bytes; link a smaller file "
             "(or raise OMNIVEC_FETCH__MAX_BYTES)",
         )
 

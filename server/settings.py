@@ -43,8 +43,13 @@ class LimitsSettings(BaseModel):
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded image (413 above).")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width*height); guards against decompression bombs.")
+    max_audio_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded audio file (413 above); its duration limit comes from the bundle.")
     max_inputs_per_request: int = Field(1024, ge=1, description="Most inputs one /v1/embed call may carry.")
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted before tokenisation.")
+
+    def max_bytes(self, modality: str) -> int:
+        """The per-item size limit of an encoded media file of this modality."""
+        return self.max_audio_bytes if modality == "audio" else self.max_image_bytes
 
 
 class ServerSettings(BaseModel):

@@ -47,3 +47,41 @@ def server(tiny_bundle, tmp_path_factory):
     proc = ServerProcess(tiny_bundle, log=log, env={"OMNIVEC_LIMITS__MAX_REQUEST_BYTES": str(4 * 1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_BYTES": str(1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_PIXELS": str(4_000_000)}).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_loaded():
+    """The PyTorch omnivec-tiny-audio model (image + text + audio towers), the audio parity reference."""
+    import torch
+
+    torch.set_num_threads(1)
+    from omnivec.model_export.loader import load_model
+
+    return load_model("omnivec-tiny-audio", "none", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_bundle(tmp_path_factory, tiny_audio_loaded) -> Path:
+    """omnivec-tiny-audio exported once: 16 kHz, 1.0 s windows every 0.5 s, at most 120 s."""
+    from omnivec.model_export.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-audio"
+    export_bundle("omnivec-tiny-audio", "none", out, loaded=tiny_audio_loaded)
+    return out
+
+
+AUDIO_SERVER_ENV = {
+    "OMNIVEC_LIMITS__MAX_REQUEST_BYTES": str(4 * 1024 * 1024),
+    "OMNIVEC_LIMITS__MAX_AUDIO_BYTES": str(1024 * 1024),
+    "OMNIVEC_FETCH__ALLOW_PRIVATE": '["127.0.0.1/32"]',  # the tests' own media server
+}
+
+
+@pytest.fixture(scope="session")
+def audio_server(tiny_audio_bundle, tmp_path_factory):
+    """`omnivec serve` on the audio bundle, with its own data dir."""
+    tmp = tmp_path_factory.mktemp("audio-server")
+    env = {**AUDIO_SERVER_ENV, "OMNIVEC_DATA_DIR": str(tmp / "data")}
+    proc = ServerProcess(tiny_audio_bundle, log=tmp / "server.log", env=env).start()
+    yield proc
+    proc.stop()

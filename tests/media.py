@@ -90,3 +90,28 @@ def encode_audio(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str 
 def audio_files(freq: float = 440.0, seconds: float = 1.3) -> dict[str, bytes]:
     """The same tone in every accepted container/codec, each at its own sample rate."""
     return {name: encode_audio(tone(freq, seconds, rate), rate, fmt, sub) for name, (fmt, sub, rate) in AUDIO_FORMATS.items()}
+
+
+def sound_clips() -> dict[str, bytes]:
+    """Distinct deterministic sounds (tone, noise, pulses, sweep, chord, clicks), one per container/codec.
+
+    Varied enough that even a random audio tower keeps them apart (pairwise cosine <= 0.9995), so a
+    file searched for finds itself first.
+    """
+    rng = np.random.default_rng(7)
+
+    def t(seconds: float, rate: int) -> np.ndarray:
+        return np.arange(int(round(seconds * rate))) / rate
+
+    def f32(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32)
+
+    x16, x44, x22, x48, x44b, xc = t(1.3, 16000), t(1.2, 44100), t(1.6, 22050), t(2.3, 48000), t(1.0, 44100), t(0.6, 16000)
+    return {
+        "a440.wav": encode_audio(f32(0.5 * np.sin(2 * np.pi * 440 * x16)), 16000),
+        "noise.flac": encode_audio(f32(0.3 * rng.standard_normal(len(x44))), 44100, "FLAC", "PCM_16"),
+        "pulses.ogg": encode_audio(f32(0.6 * (np.sin(2 * np.pi * 4 * x22) > 0) * np.sin(2 * np.pi * 900 * x22)), 22050, "OGG", "VORBIS"),
+        "sweep.opus": encode_audio(f32(0.4 * np.sin(2 * np.pi * (100 * x48 + 1500 * x48 * x48))), 48000, "OGG", "OPUS"),
+        "chord.mp3": encode_audio(f32(0.7 * np.sin(2 * np.pi * 110 * x44b) + 0.2 * np.sin(2 * np.pi * 3300 * x44b)), 44100, "MP3", "MPEG_LAYER_III"),
+        "clicks.wav": encode_audio(f32(np.where((xc * 10) % 1 < 0.02, 0.9, 0.0)), 16000),
+    }

@@ -8,12 +8,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class MediaServer:
-    """Routes: /img/<name> (registered bytes), /html, /slow (stalls), /drip (one byte a second),
+    """Routes: /img/<name> (registered bytes), /file/<name> (registered (bytes, content type) pairs), /html, /slow (stalls), /drip (one byte a second),
     /big (oversized, declared), /big-chunked (oversized, no length), /redirect/<n> (n hops to an
     image), /to-blocked (redirect to the cloud metadata address), /missing (404)."""
 
-    def __init__(self, images: dict[str, bytes], big_bytes: int = 3 * 1024 * 1024, stall_s: float = 5.0) -> None:
+    def __init__(
+        self, images: dict[str, bytes], big_bytes: int = 3 * 1024 * 1024, stall_s: float = 5.0, files: dict[str, tuple[bytes, str]] | None = None
+    ) -> None:
         self.images = images
+        self.files = files or {}
         self.big_bytes = big_bytes
         self.stall_s = stall_s
         self.hits: list[str] = []
@@ -39,6 +42,8 @@ class MediaServer:
                 try:
                     if path.startswith("/img/") and path[5:] in server.images:
                         self._send(200, server.images[path[5:]], "image/png")
+                    elif path.startswith("/file/") and path[6:] in server.files:
+                        self._send(200, *server.files[path[6:]])
                     elif path == "/untyped":
                         self._send(200, next(iter(server.images.values())), "application/octet-stream")
                     elif path == "/html":

@@ -154,7 +154,9 @@ _INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classi
 
 def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
     """Wire the index, URL fetching and classification services onto app.state."""
-    fetcher = UrlFetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
+    limits = settings.limits
+    # The download cap is the larger media limit; each modality's own limit applies once its type is known.
+    fetcher = UrlFetcher(settings.fetch, max_bytes=max(limits.max_image_bytes, limits.max_audio_bytes))
     resolver = InputResolver(fetcher, settings.limits)
     collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points))
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
@@ -206,7 +208,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app = FastAPI(
         title="omnivec",
         version=omnivec.__version__,
-        description="Multimodal embeddings in one shared space: embed images and texts, index them in collections, "
+        description="Multimodal embeddings in one shared space: embed images, texts and audio, index them in collections, "
         "search across modalities and classify zero-shot.",
         lifespan=lifespan,
     )

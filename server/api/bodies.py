@@ -16,7 +16,8 @@ from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
 from ..settings import LimitsSettings
-from .media import check_content_type, check_size
+from ..mediatype import MEDIA_MODALITIES
+from .media import check_content_type, check_size, detect_modality
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,14 +77,22 @@ def form_json(value: Any, name: str, kind: type) -> Any:
     return raw
 
 
-async def read_upload(value: UploadFile | str, label: str, limits: LimitsSettings) -> bytes:
-    """An uploaded image part: declared type checked (415), size capped while reading (413)."""
+async def read_upload(value: UploadFile | str, label: str, limits: LimitsSettings, modality: str | None = None) -> tuple[str, bytes]:
+    """An uploaded media part -> (modality, bytes), size capped while reading (413).
+
+    With `modality` the declared type must fit it (415); without, the part may be an image or an
+    audio file and its modality is detected (declared type, file name, magic bytes).
+    """
     if not isinstance(value, UploadFile):
-        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label} must be a file part; send base64 images in a JSON body instead")
-    check_content_type(value.content_type, "image", label)
-    data = await value.read(limits.max_image_bytes + 1)
-    check_size(data, "image", label, limits.max_image_bytes)
-    return data
+        what = f"base64 {modality}s" if modality else "base64 media"
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label} must be a file part; send {what} in a JSON body instead")
+    if modality is not None:
+        check_content_type(value.content_type, modality, label)
+    cap = limits.max_bytes(modality) if modality else max(limits.max_bytes(m) for m in MEDIA_MODALITIES)
+    data = await value.read(cap + 1)
+    modality = modality or detect_modality(value.content_type, value.filename, data, label)
+    check_size(data, modality, label, limits.max_bytes(modality))
+    return modality, data
 
 
 def upload_label(base: str, value: Any) -> str:

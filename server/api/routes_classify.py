@@ -20,6 +20,7 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["classification"])
+UPLOAD_FIELDS = ("images", "image", "audios", "audio", "files")  # each part may be an image or an audio file
 
 CLASSIFY_BODY = {
     "requestBody": {
@@ -30,7 +31,13 @@ CLASSIFY_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image files"},
+                        "audios": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "audio files (WAV, FLAC, OGG/Vorbis, Opus, MP3); any upload field (`images`, `audios`, `files`) "
+                            "is recognised by its declared type, else its extension, else its magic bytes",
+                        },
                         "params": {"type": "string", "description": 'JSON object of the other ClassifyRequest fields, e.g. {"labels": ["cat", "dog"]}'},
                     },
                 }
@@ -51,17 +58,20 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
     params: dict = {}
     uploads = []
     for key, value in form.multi_items():
-        if key in ("images", "image"):
+        if key in UPLOAD_FIELDS:
             uploads.append(value)
         elif key == "params":
             params = form_json(value, "params", dict)
         else:
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send `images` file parts and optionally `params` (JSON)")
+            raise OmnivecError(
+                ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send `images` / `audios` file parts and optionally `params` (JSON)"
+            )
     body = validated(ClassifyRequest, params, "params")
     raws = [RawInput(i.kind, i.value, f"inputs[{n}].{i.kind}") for n, i in enumerate(body.inputs)]  # type: ignore[arg-type]
     for value in uploads:
         label = upload_label(f"inputs[{len(raws)}]", value)
-        raws.append(RawInput("upload", await read_upload(value, label, limits), label))
+        modality, data = await read_upload(value, label, limits)
+        raws.append(RawInput(modality, data, label))  # type: ignore[arg-type]
     check_count(len(raws), limits, "inputs")
     return body, raws
 
@@ -69,11 +79,12 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
 @router.post(
     "/v1/classify",
     response_model=ClassifyResponse,
-    summary="Zero-shot classification of images and texts against labels",
+    summary="Zero-shot classification of images, audio and texts against labels",
     description="Scores follow the model: softmax over logit_scale*cosine (sums to 1) for CLIP-style models, per-label "
     "sigmoid(logit_scale*cosine + bias) for SigLIP-style models. multi_label on a softmax model gives each label "
     "sigmoid(logit_scale*(cos_i - mean of the other labels' cos)). Label embeddings average the templates "
-    "(default for images: 'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.'; texts: the label itself).",
+    "(default for images: 'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.'; audio: 'the sound of {}.', "
+    "'a recording of {}.', '{}'; texts: the label itself).",
     openapi_extra=CLASSIFY_BODY,
 )
 async def classify(request: Request) -> ClassifyResponse:

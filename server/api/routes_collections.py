@@ -29,7 +29,7 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["collections"])
-UPLOAD_FIELDS = ("images", "files")
+UPLOAD_FIELDS = ("files", "images", "audios")  # any of them may carry image or audio files
 
 
 class FileItemMeta(BaseModel):
@@ -133,42 +133,46 @@ async def _parse_json_items(request: Request, limits: LimitsSettings) -> list[It
     if unknown:
         raise OmnivecError(
             ErrorCode.INVALID_REQUEST,
-            f"unknown field(s) {sorted(unknown)}; the body is {{\"items\": [{{\"text\"|\"image\"|\"url\": ..., \"id\"?: ..., \"payload\"?: {{...}}}}]}}",
+            f"unknown field(s) {sorted(unknown)}; the body is {{\"items\": [{{\"text\"|\"image\"|\"audio\"|\"url\": ..., \"id\"?: ..., \"payload\"?: {{...}}}}]}}",
         )
     items = raw.get("items")
     if not isinstance(items, list):
-        raise OmnivecError(ErrorCode.INVALID_REQUEST, '"items" must be a list of {"text"|"image"|"url": ..., "id"?, "payload"?} objects')
+        raise OmnivecError(ErrorCode.INVALID_REQUEST, '"items" must be a list of {"text"|"image"|"audio"|"url": ..., "id"?, "payload"?} objects')
     check_count(len(items), limits, "items")
     return _entries_from_json(items)
 
 
 async def _parse_multipart_items(request: Request, limits: LimitsSettings) -> list[ItemSpec | ItemError]:
     form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
-    files = []
+    files: list[tuple[str, UploadFile | str]] = []
     metas: list | None = None
     shared: dict = {}
     for key, value in form.multi_items():
         if key in UPLOAD_FIELDS:
-            files.append(value)
+            files.append((key, value))
         elif key == "items":
             metas = form_json(value, "items", list)
         elif key == "payload":
             shared = user_payload(form_json(value, "payload", dict), "payload")
         else:
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unknown form field {key!r}; send `images` file parts, optionally `items` (JSON array) and `payload` (JSON object)")
+            raise OmnivecError(
+                ErrorCode.INVALID_REQUEST,
+                f"unknown form field {key!r}; send `files` (image or audio) file parts, optionally `items` (JSON array) and `payload` (JSON object)",
+            )
     check_count(len(files), limits, "files")
     if metas is not None and len(metas) != len(files):
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field 'items' has {len(metas)} entries for {len(files)} files; items[i] describes the i-th file")
     entries: list[ItemSpec | ItemError] = []
-    for i, value in enumerate(files):
+    for i, (key, value) in enumerate(files):
         label = upload_label(f"items[{i}]", value)
         try:
             meta = FileItemMeta.model_validate(metas[i] if metas is not None else {})
             payload = user_payload({**shared, **meta.payload}, label)
             if isinstance(value, UploadFile):
-                raw = RawInput("upload", await read_upload(value, label, limits), label)
+                modality, data = await read_upload(value, label, limits)
+                raw = RawInput(modality, data, label)  # type: ignore[arg-type]
             else:  # a text field: base64 / data URI, as in /v1/embed
-                raw = RawInput("image", value, label)
+                raw = RawInput("audio" if key == "audios" else "image", value, label)
             entries.append(ItemSpec(i, raw, meta.id, payload))
         except ValidationError as exc:
             entries.append(ItemError(i, "invalid_request", validation_message(exc, label)))
@@ -186,7 +190,12 @@ ITEMS_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image files (field name `files` works too)"},
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "image or audio files (field names `images` and `audios` work too); each file's modality comes "
+                            "from its declared type (image/*, audio/*), else its extension, else its magic bytes",
+                        },
                         "items": {"type": "string", "description": 'JSON array: items[i] = {"id"?: str, "payload"?: {...}} for the i-th file'},
                         "payload": {"type": "string", "description": "JSON object added to every file's payload (its own payload wins)"},
                     },
@@ -200,8 +209,9 @@ ITEMS_BODY = {
 @router.post(
     "/v1/collections/{name}/items",
     response_model=AddItemsResponse,
-    summary="Embed and upsert items (texts, images, image URLs, uploads)",
+    summary="Embed and upsert items (texts, images, audio, image/audio URLs, uploads)",
     description="Each item is embedded with the loaded model and stored with payload = your payload + `modality`. "
+    "Audio items are embedded as the renormalised mean of their windows. "
     "Ids default to sha256(modality, content) in hex, so indexing the same content again replaces it. A bad item is "
     "reported in `errors` (index, code, message) and does not fail the others; only whole-request problems "
     "(unknown collection 404, space mismatch 409, empty or oversized request) are request errors.",

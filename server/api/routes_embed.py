@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -15,14 +16,17 @@ from starlette.datastructures import UploadFile
 from ..errors import ErrorCode, OmnivecError
 from ..services.embedding import EmbeddingService
 from ..settings import LimitsSettings
+from .bodies import read_upload, upload_label
 from .disconnect import cancel_on_disconnect
-from .media import check_content_type, check_size, decode_media_string
-from .schemas import EmbeddingItem, EmbedRequest, EmbedResponse, Usage
+from .media import decode_media_string
+from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 
 router = APIRouter()
 
-KNOWN_MODALITY_FIELDS = {"texts": "text", "images": "image", "audios": "audio", "text": "text", "image": "image", "audio": "audio"}
+LIST_FIELDS = {"texts": "text", "images": "image", "audios": "audio"}  # JSON lists, in default output order
+FORM_FIELDS = {**LIST_FIELDS, "text": "text", "image": "image", "audio": "audio"}  # multipart accepts both spellings
 JSON_FIELDS = set(EmbedRequest.model_fields)
+Require = Callable[[str], None]
 
 
 @dataclass
@@ -40,15 +44,15 @@ class ParsedEmbed:
     items: list[ParsedInput] = field(default_factory=list)
     encoding: str = "float"
     truncate: bool = True
+    audio_windows: bool = False
 
 
 def _unknown_field_error(name: str) -> OmnivecError:
-    if name in KNOWN_MODALITY_FIELDS:
-        return OmnivecError(ErrorCode.MODALITY_NOT_SERVED, f"{name!r}: this server does not take {KNOWN_MODALITY_FIELDS[name]} inputs on /v1/embed yet")
+    hint = f"did you mean {name + 's'!r} (a list)? " if name in INPUT_MODALITIES else ""
     return OmnivecError(
         ErrorCode.UNKNOWN_MODALITY,
-        f"unknown field {name!r}: /v1/embed takes texts (strings), images (base64 or data: URIs), "
-        "inputs ([{'text': ...} | {'image': ...}]), encoding and truncate",
+        f"unknown field {name!r}: {hint}/v1/embed takes texts (strings), images and audios (base64 or data: URIs), "
+        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate and audio_windows",
     )
 
 
@@ -60,10 +64,10 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _parse_json(request: Request, limits: LimitsSettings) -> ParsedEmbed:
+async def _parse_json(request: Request, limits: LimitsSettings, require: Require) -> ParsedEmbed:
     body = await request.body()
     if not body.strip():
-        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "the request body is empty; send {\"texts\": [...]} and/or {\"images\": [...]}")
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "the request body is empty; send {\"texts\": [...]}, {\"images\": [...]} and/or {\"audios\": [...]}")
     try:
         raw = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -76,7 +80,7 @@ async def _parse_json(request: Request, limits: LimitsSettings) -> ParsedEmbed:
     for i, item in enumerate(raw.get("inputs") or []):
         if isinstance(item, dict):
             for name in item:
-                if name not in ("text", "image"):
+                if name not in INPUT_MODALITIES:
                     err = _unknown_field_error(name)
                     err.message = f"inputs[{i}]: {err.message}"
                     raise err
@@ -84,60 +88,64 @@ async def _parse_json(request: Request, limits: LimitsSettings) -> ParsedEmbed:
         req = EmbedRequest.model_validate(raw)
     except ValidationError as exc:
         raise OmnivecError(ErrorCode.INVALID_REQUEST, _validation_message(exc)) from exc
-    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate)
+    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows)
     if req.inputs:
-        if req.texts or req.images:
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images` in one request, not both")
-        for i, inp in enumerate(req.inputs):
-            value = inp.text if inp.modality == "text" else inp.image
-            parsed.items.append(ParsedInput(inp.modality, i, value, f"inputs[{i}].{inp.modality}"))  # type: ignore[arg-type]
+        if any(getattr(req, name) for name in LIST_FIELDS):
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images`/`audios` in one request, not both")
+        parsed.items = [ParsedInput(inp.modality, i, inp.value, f"inputs[{i}].{inp.modality}") for i, inp in enumerate(req.inputs)]
     else:
-        parsed.items += [ParsedInput("text", i, t, f"texts[{i}]") for i, t in enumerate(req.texts)]
-        parsed.items += [ParsedInput("image", i, s, f"images[{i}]") for i, s in enumerate(req.images)]
+        for name, modality in LIST_FIELDS.items():
+            parsed.items += [ParsedInput(modality, i, value, f"{name}[{i}]") for i, value in enumerate(getattr(req, name))]
     _check_count(parsed, limits)
+    for modality in dict.fromkeys(item.modality for item in parsed.items):
+        require(modality)  # before decoding: "this model has no audio tower" beats "your base64 is odd"
     for item in parsed.items:
-        if item.modality == "image":
-            item.value = decode_media_string(item.value, "image", item.label, limits.max_image_bytes)  # type: ignore[arg-type]
+        if item.modality != "text":
+            item.value = decode_media_string(item.value, item.modality, item.label, limits.max_bytes(item.modality))  # type: ignore[arg-type]
     return parsed
 
 
-async def _parse_multipart(request: Request, limits: LimitsSettings) -> ParsedEmbed:
+async def _parse_multipart(request: Request, limits: LimitsSettings, require: Require) -> ParsedEmbed:
     form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
     parsed = ParsedEmbed()
-    texts: list[ParsedInput] = []
-    images: list[ParsedInput] = []
+    groups: dict[str, list[ParsedInput]] = {modality: [] for modality in LIST_FIELDS.values()}
     for name, value in form.multi_items():
-        if name in ("encoding", "truncate"):
+        if name in ("encoding", "truncate", "audio_windows"):
             if not isinstance(value, str):
                 raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must be a plain value")
+            flag = value.strip().lower()
             if name == "encoding":
                 if value not in ("float", "base64"):
                     raise OmnivecError(ErrorCode.INVALID_REQUEST, "encoding must be 'float' or 'base64'")
                 parsed.encoding = value
+            elif name == "truncate":
+                parsed.truncate = flag not in ("false", "0", "no")
             else:
-                parsed.truncate = value.strip().lower() not in ("false", "0", "no")
-        elif name in ("texts", "text"):
-            text = (await value.read()).decode("utf-8", errors="replace") if isinstance(value, UploadFile) else value
-            texts.append(ParsedInput("text", len(texts), text, f"texts[{len(texts)}]"))
-        elif name in ("images", "image"):
-            label = f"images[{len(images)}]" + (f" ({value.filename})" if isinstance(value, UploadFile) and value.filename else "")
+                parsed.audio_windows = flag in ("true", "1", "yes", "on")
+        elif name in FORM_FIELDS:
+            modality = FORM_FIELDS[name]
+            group = groups[modality]
+            if modality == "text":
+                text = (await value.read()).decode("utf-8", errors="replace") if isinstance(value, UploadFile) else value
+                group.append(ParsedInput("text", len(group), text, f"texts[{len(group)}]"))
+                continue
+            require(modality)
+            label = upload_label(f"{modality}s[{len(group)}]", value)
             if isinstance(value, UploadFile):
-                check_content_type(value.content_type, "image", label)
-                data = await value.read(limits.max_image_bytes + 1)
-                check_size(data, "image", label, limits.max_image_bytes)
+                _, data = await read_upload(value, label, limits, modality)
             else:
-                data = decode_media_string(value, "image", label, limits.max_image_bytes)
-            images.append(ParsedInput("image", len(images), data, label))
+                data = decode_media_string(value, modality, label, limits.max_bytes(modality))
+            group.append(ParsedInput(modality, len(group), data, label))
         else:
             raise _unknown_field_error(name)
-    parsed.items = texts + images
+    parsed.items = [item for group in groups.values() for item in group]
     _check_count(parsed, limits)
     return parsed
 
 
 def _check_count(parsed: ParsedEmbed, limits: LimitsSettings) -> None:
     if not parsed.items:
-        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "nothing to embed: give at least one text or image")
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "nothing to embed: give at least one text, image or audio")
     if len(parsed.items) > limits.max_inputs_per_request:
         raise OmnivecError(
             ErrorCode.TOO_MANY_INPUTS,
@@ -145,12 +153,13 @@ def _check_count(parsed: ParsedEmbed, limits: LimitsSettings) -> None:
         )
 
 
-async def parse_embed_request(request: Request, limits: LimitsSettings) -> ParsedEmbed:
+async def parse_embed_request(request: Request, limits: LimitsSettings, require: Require = lambda modality: None) -> ParsedEmbed:
+    """The request's inputs in output order, media decoded; `require` refuses modalities the model does not serve."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("application/json") or "+json" in content_type.split(";")[0]:
-        return await _parse_json(request, limits)
+        return await _parse_json(request, limits, require)
     if content_type.startswith("multipart/form-data"):
-        return await _parse_multipart(request, limits)
+        return await _parse_multipart(request, limits, require)
     raise OmnivecError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         f"content type {content_type or 'none'!r} is not accepted; send application/json or multipart/form-data",
@@ -166,7 +175,10 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
 @router.post(
     "/v1/embed",
     response_model=EmbedResponse,
-    summary="Embed texts and images into the model's shared space",
+    summary="Embed texts, images and audio into the model's shared space",
+    description="Output order: `inputs` in order if given, else texts, then images, then audios. An audio file is split "
+    "into the model's windows (clip/hop from the bundle); its embedding is the renormalised mean of the window "
+    "embeddings, and `audio_windows: true` also returns each window with its time span.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -177,9 +189,15 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
                         "type": "object",
                         "properties": {
                             "texts": {"type": "array", "items": {"type": "string"}},
-                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image/* or application/octet-stream"},
+                            "audios": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "audio/* or application/octet-stream (WAV, FLAC, OGG/Vorbis, Opus, MP3)",
+                            },
                             "encoding": {"type": "string", "enum": ["float", "base64"]},
                             "truncate": {"type": "boolean"},
+                            "audio_windows": {"type": "boolean", "description": "also return per-window embeddings and spans"},
                         },
                     }
                 },
@@ -189,38 +207,46 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
 )
 async def embed(request: Request) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service
-    parsed = await parse_embed_request(request, request.app.state.settings.limits)
-    texts = [item for item in parsed.items if item.modality == "text"]
-    images = [item for item in parsed.items if item.modality == "image"]
-    text_result, image_vectors = await cancel_on_disconnect(
+    parsed = await parse_embed_request(request, request.app.state.settings.limits, service.require)
+    groups = {m: [item for item in parsed.items if item.modality == m] for m in LIST_FIELDS.values()}
+    texts, images, audios = groups["text"], groups["image"], groups["audio"]
+    text_result, image_vectors, audio_result = await cancel_on_disconnect(
         request,
         asyncio.gather(
             service.embed_texts([t.value for t in texts], truncate=parsed.truncate, labels=[t.label for t in texts]),  # type: ignore[misc]
             service.embed_images([i.value for i in images], labels=[i.label for i in images]),  # type: ignore[misc]
+            service.embed_audios([a.value for a in audios], labels=[a.label for a in audios]),  # type: ignore[misc]
         ),
     )
-    text_rows = iter(range(len(texts)))
-    image_rows = iter(range(len(images)))
+    rows = {m: iter(range(len(group))) for m, group in groups.items()}
     data: list[EmbeddingItem] = []
     warnings: list[str] = []
     for position, item in enumerate(parsed.items):
+        row = next(rows[item.modality])
+        extra: dict = {}
         if item.modality == "text":
-            row = next(text_rows)
-            truncated = text_result.truncated[row]
-            if truncated:
+            vector = text_result.vectors[row]
+            extra["truncated"] = text_result.truncated[row]
+            if extra["truncated"]:
                 context = service.manifest.towers["text"].preprocess.context_length  # type: ignore[union-attr]
                 warnings.append(f"text {item.input_index} was truncated to {context} tokens")
-            vector = text_result.vectors[row]
-        else:
-            row, truncated = next(image_rows), None
+        elif item.modality == "image":
             vector = image_vectors[row]
+        else:
+            vector = audio_result.vectors[row]
+            extra["duration_s"] = audio_result.durations[row]
+            if parsed.audio_windows:
+                extra["windows"] = [
+                    AudioWindowOut(start_s=start, end_s=end, embedding=encode_vector(window, parsed.encoding))
+                    for (start, end), window in zip(audio_result.spans[row], audio_result.windows[row])
+                ]
         data.append(
             EmbeddingItem(
                 index=position,
                 input_index=item.input_index,
                 modality=item.modality,  # type: ignore[arg-type]
                 embedding=encode_vector(vector, parsed.encoding),
-                truncated=truncated,
+                **extra,
             )
         )
     manifest = service.manifest
@@ -230,6 +256,12 @@ async def embed(request: Request) -> EmbedResponse:
         dim=manifest.embed_dim,
         encoding=parsed.encoding,  # type: ignore[arg-type]
         data=data,
-        usage=Usage(texts=len(texts), images=len(images), text_tokens=sum(text_result.token_counts)),
+        usage=Usage(
+            texts=len(texts),
+            images=len(images),
+            audios=len(audios),
+            text_tokens=sum(text_result.token_counts),
+            audio_seconds=round(sum(audio_result.durations), 3),
+        ),
         warnings=warnings,
     )

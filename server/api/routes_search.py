@@ -1,4 +1,4 @@
-"""POST /v1/collections/{name}/search: JSON query of any kind, or an uploaded image."""
+"""POST /v1/collections/{name}/search: JSON query of any kind, or an uploaded image or audio file."""
 
 from __future__ import annotations
 
@@ -19,9 +19,14 @@ SEARCH_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image"],
                     "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "the query image"},
+                        "image": {"type": "string", "format": "binary", "description": "the query image (or send `audio`)"},
+                        "audio": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the query audio file (WAV, FLAC, OGG/Vorbis, Opus, MP3); either part is recognised "
+                            "by its declared type, else its extension, else its magic bytes",
+                        },
                         "params": {"type": "string", "description": 'JSON object of the other SearchRequest fields, e.g. {"top_k": 5, "modality": "image"}'},
                     },
                 }
@@ -46,31 +51,37 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
     if body_kind(request) == "json":
         raw = await json_object(request, '{"query": {"text": "a red bike"}, "top_k": 10}')
         if "query" not in raw:
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, 'no "query": give {"query": {"text"|"image"|"url"|"id"|"vector": ...}}')
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, 'no "query": give {"query": {"text"|"image"|"audio"|"url"|"id"|"vector": ...}}')
         body = validated(SearchRequest, raw)
         return SearchQuery(body.query.kind, getattr(body.query, body.query.kind)), _options(body)  # type: ignore[arg-type]
     limits = request.app.state.settings.limits
     form = await request.form(max_files=2, max_fields=4)
-    image, params = None, {}
+    query: SearchQuery | None = None
+    params: dict = {}
     for key, value in form.multi_items():
-        if key == "image" and image is None:
-            image = await read_upload(value, upload_label("query.image", value), limits)  # type: ignore[arg-type]
+        if key in ("image", "audio") and query is None:
+            label = upload_label(f"query.{key}", value)
+            modality, data = await read_upload(value, label, limits)  # type: ignore[arg-type]
+            query = SearchQuery(modality, data, label)  # type: ignore[arg-type]
         elif key == "params":
             params = form_json(value, "params", dict)
         else:
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send one `image` file part and optionally `params` (JSON)")
-    if image is None:
-        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "no `image` file part: a multipart search uploads the query image as `image`")
-    return SearchQuery("upload", image), _options(validated(SearchOptionsIn, params, "params"))
+            raise OmnivecError(
+                ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send one `image` or `audio` file part and optionally `params` (JSON)"
+            )
+    if query is None:
+        raise OmnivecError(ErrorCode.EMPTY_REQUEST, "no file part: a multipart search uploads the query as an `image` or `audio` part")
+    return query, _options(validated(SearchOptionsIn, params, "params"))
 
 
 @router.post(
     "/v1/collections/{name}/search",
     response_model=SearchResponse,
-    summary="Nearest items to a text, image, URL, stored item or raw vector",
+    summary="Nearest items to a text, image, audio, URL, stored item or raw vector",
     description="Cosine similarity, best first. `filter` is Qdrant filter JSON over your payload fields and `modality`; "
     "`modality` is a shorthand for the latter. Pagination: the same query with offset=k*top_k gives page k+1. "
-    "Text/image/URL queries need the collection to be in the loaded model's space (409 otherwise).",
+    "All modalities share one space: text->audio, audio->image and audio->audio work like text->image. "
+    "Text/image/audio/URL queries need the collection to be in the loaded model's space (409 otherwise).",
     openapi_extra=SEARCH_BODY,
 )
 async def search(request: Request, name: str) -> SearchResponse:

@@ -6,15 +6,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-INPUT_MODALITIES = ("text", "image")
+INPUT_MODALITIES = ("text", "image", "audio")
+AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 
 
 class EmbedInput(BaseModel):
-    """One input of a mixed, ordered list: exactly one of `text` or `image`."""
+    """One input of a mixed, ordered list: exactly one of `text`, `image` or `audio`."""
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI")
+    audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "EmbedInput":
@@ -25,32 +27,51 @@ class EmbedInput(BaseModel):
 
     @property
     def modality(self) -> str:
-        return "text" if self.text is not None else "image"
+        return next(m for m in INPUT_MODALITIES if getattr(self, m) is not None)
+
+    @property
+    def value(self) -> str:
+        return getattr(self, self.modality)
 
 
 class EmbedRequest(BaseModel):
-    """Texts and images to embed. Output order: `inputs` in order if given, else texts then images."""
+    """Texts, images and audio to embed. Output order: `inputs` in order if given, else texts, images, audios."""
 
     model_config = ConfigDict(extra="forbid")
     texts: list[str] = Field(default_factory=list, examples=[["a photo of a dog"]])
     images: list[str] = Field(default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files")
+    audios: list[str] = Field(
+        default_factory=list,
+        description=f"base64 or data: URIs (audio/*) of {AUDIO_FORMATS} files; each is embedded as the renormalised mean of its windows",
+    )
     inputs: list[EmbedInput] = Field(default_factory=list, description="mixed inputs whose order the response keeps")
     encoding: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes, base64-encoded")
     truncate: bool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
+    audio_windows: bool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
+
+
+class AudioWindowOut(BaseModel):
+    start_s: float = Field(description="where the window starts in the audio, seconds")
+    end_s: float = Field(description="where it ends (the audio's end for the last, padded, window)")
+    embedding: list[float] | str = Field(description="unit vector, in the request's `encoding`")
 
 
 class EmbeddingItem(BaseModel):
     index: int = Field(description="position in `data`")
-    input_index: int = Field(description="position within its source list (texts, images or inputs)")
+    input_index: int = Field(description="position within its source list (texts, images, audios or inputs)")
     modality: Literal["text", "image", "audio"]
     embedding: list[float] | str
     truncated: bool | None = Field(None, description="text only: whether it was cut to the context length")
+    duration_s: float | None = Field(None, description="audio only: length of the decoded audio in seconds")
+    windows: list[AudioWindowOut] | None = Field(None, description="audio only, with audio_windows: the window embeddings the item's embedding pools")
 
 
 class Usage(BaseModel):
     texts: int = 0
     images: int = 0
+    audios: int = 0
     text_tokens: int = 0
+    audio_seconds: float = 0.0
 
 
 class EmbedResponse(BaseModel):
@@ -97,11 +118,11 @@ class ErrorResponse(BaseModel):
 
 # --- collections, items, search, classification ----------------------------------------------
 
-REF_MODALITIES = ("text", "image", "url")
+REF_MODALITIES = ("text", "image", "audio", "url")
 FILTER_DOC = (
     "Qdrant filter JSON, e.g. {\"must\": [{\"key\": \"modality\", \"match\": {\"value\": \"image\"}}, "
     "{\"key\": \"year\", \"range\": {\"gte\": 2020}}]}. Keys are the fields of your payload; `modality` is the "
-    "API's own field (text | image)."
+    "API's own field (text | image | audio)."
 )
 
 
@@ -112,12 +133,17 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...]) -> None:
 
 
 class InputRef(BaseModel):
-    """One input by value or by reference: exactly one of `text`, `image`, `url`."""
+    """One input by value or by reference: exactly one of `text`, `image`, `audio`, `url`."""
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI of a JPEG/PNG/WebP/GIF/BMP file")
-    url: str | None = Field(None, description="http(s) URL of an image, downloaded by the server (public hosts only, size/time limited)")
+    audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
+    url: str | None = Field(
+        None,
+        description="http(s) URL of an image or audio file, downloaded by the server (public hosts only, size/time limited); "
+        "the served content type (or, for untyped binary, the extension or magic bytes) picks the tower",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> "InputRef":
@@ -143,9 +169,10 @@ class ItemIn(InputRef):
 
 
 class AddItemsRequest(BaseModel):
-    """Items to embed and upsert. Also accepted as multipart/form-data: `images` (or `files`) file parts, an optional
-    `items` field (JSON array; items[i] = {"id", "payload"} of the i-th file) and an optional `payload` field (JSON
-    object shared by every file, under each file's own payload)."""
+    """Items to embed and upsert. Also accepted as multipart/form-data: `files` (or `images`, `audios`) file parts,
+    each an image or audio file by its declared type, else its extension, else its magic bytes; an optional `items`
+    field (JSON array; items[i] = {"id", "payload"} of the i-th file) and an optional `payload` field (JSON object
+    shared by every file, under each file's own payload)."""
 
     model_config = ConfigDict(extra="forbid")
     items: list[ItemIn]
@@ -183,7 +210,7 @@ class CollectionOut(BaseModel):
     created_at: str
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict)
-    matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image search are refused)")
+    matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image/audio search are refused)")
     indexing: "IndexingOut | None" = Field(None, description="background ANN index builds of this collection (this server process)")
 
 
@@ -233,24 +260,28 @@ class ItemOut(BaseModel):
     vector: list[float] | None = None
 
 
+QUERY_KINDS = ("text", "image", "audio", "url", "id", "vector")
+
+
 class SearchQueryIn(BaseModel):
-    """Exactly one of: text, image (base64/data URI), url, id (of a stored item), vector."""
+    """Exactly one of: text, image or audio (base64/data URI), url, id (of a stored item), vector."""
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     image: str | None = None
+    audio: str | None = None
     url: str | None = None
     id: str | None = Field(None, description="a stored item's id: finds items like it (the item itself is left out)")
     vector: list[float] | None = Field(None, description="a raw vector of the collection's dim")
 
     @model_validator(mode="after")
     def _one(self) -> "SearchQueryIn":
-        _exactly_one(self, ("text", "image", "url", "id", "vector"))
+        _exactly_one(self, QUERY_KINDS)
         return self
 
     @property
     def kind(self) -> str:
-        return next(f for f in ("text", "image", "url", "id", "vector") if getattr(self, f) is not None)
+        return next(f for f in QUERY_KINDS if getattr(self, f) is not None)
 
 
 class SearchOptionsIn(BaseModel):
@@ -264,8 +295,9 @@ class SearchOptionsIn(BaseModel):
 
 
 class SearchRequest(SearchOptionsIn):
-    """A search. Also accepted as multipart/form-data: an `image` file part (the query) plus an optional `params`
-    field holding the other fields as JSON."""
+    """A search. Also accepted as multipart/form-data: an `image` or `audio` file part (the query; its modality is
+    detected from its declared type, extension or magic bytes) plus an optional `params` field holding the other
+    fields as JSON."""
 
     query: SearchQueryIn
 
@@ -287,15 +319,18 @@ class ClassifyOptionsIn(BaseModel):
     labels: list[str] | None = Field(None, examples=[["cat", "dog", "car"]])
     labelset: str | None = Field(None, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
     templates: list[str] | None = Field(
-        None, description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, the bare label for texts"
+        None,
+        description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, a sound-template "
+        "ensemble for audio, the bare label for texts",
     )
     top_k: int = Field(5, ge=1, le=1000)
     multi_label: bool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
 
 
 class ClassifyRequest(ClassifyOptionsIn):
-    """Zero-shot classification. Also accepted as multipart/form-data: `images` file parts plus an optional `params`
-    field holding the other fields as JSON (inputs given there come first)."""
+    """Zero-shot classification. Also accepted as multipart/form-data: `images` / `audios` (or `files`) file parts,
+    each an image or audio file by its declared type, extension or magic bytes, plus an optional `params` field
+    holding the other fields as JSON (inputs given there come first)."""
 
     inputs: list[InputRef] = Field(default_factory=list)
 

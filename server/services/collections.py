@@ -3,11 +3,11 @@
 Framework-free. Two rules hold everything together:
 
 * A collection records the embedding space (`space_id`) of the model that created it. Anything
-  that makes this server's model produce vectors for a collection (adding items, text/image/URL
+  that makes this server's model produce vectors for a collection (adding items, text/image/audio/URL
   queries) is refused with 409 space_mismatch when the spaces differ: cosine between vectors of
   two different models is meaningless, and mixing them silently ruins the index.
 * A stored point's payload is the user's payload plus one key the API owns, `modality`
-  ("text" | "image"). So users filter on their own fields and on `modality` with the same
+  ("text" | "image" | "audio"). So users filter on their own fields and on `modality` with the same
   Qdrant filter JSON (`{"key": "modality", "match": {"value": "image"}}`); `modality` (and the
   store's `_omnivec*` keys) cannot be set by users.
 """

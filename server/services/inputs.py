@@ -1,9 +1,10 @@
 """Inputs given by value or by reference, resolved and embedded the same way everywhere.
 
-Indexing, search and classification all take `{"text": ...}`, `{"image": base64 | data: URI}`,
-`{"url": ...}` (an image the server downloads) or an uploaded file. This module turns those into
-what the towers take, and embeds a batch while keeping one bad input from
-failing the others (indexing reports errors per item; queries raise the first one).
+Indexing, search and classification all take `{"text": ...}`, `{"image" | "audio": base64 | data: URI}`,
+`{"url": ...}` (an image or audio file the server downloads; its served type picks the tower) or an
+uploaded file (already read into bytes, its modality decided by the route). This module turns those
+into what the towers take, and embeds a batch while keeping one bad input from failing the others
+(indexing reports errors per item; queries raise the first one).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import numpy as np
 from ..api.media import check_size, decode_media_string
 from ..errors import ErrorCode, OmnivecError
 from ..fetch import UrlFetcher
+from ..mediatype import MEDIA_MODALITIES
 from ..settings import LimitsSettings
 from .embedding import EmbeddingService
 
-InputKind = Literal["text", "image", "url", "upload"]
+InputKind = Literal["text", "image", "audio", "url"]
+Modality = Literal["text", "image", "audio"]
+TOWER_ORDER: tuple[Modality, ...] = ("text", "image", "audio")
 # Errors that concern the server as a whole, not one input: never reported per item.
 REQUEST_LEVEL = {ErrorCode.OVERLOADED, ErrorCode.NOT_READY}
 
 
 @dataclass
 class RawInput:
-    """One input as the client gave it: `upload` holds bytes already read from a multipart part."""
+    """One input as the client gave it. Image/audio values are base64/data: URI strings, or bytes
+    already read from a multipart part."""
 
     kind: InputKind
     value: str | bytes
@@ -36,9 +41,9 @@ class RawInput:
 
 @dataclass
 class Resolved:
-    """An input ready for a tower: text as str, image as encoded bytes."""
+    """An input ready for a tower: text as str, image or audio as encoded file bytes."""
 
-    modality: Literal["text", "image"]
+    modality: Modality
     value: str | bytes
     label: str
 
@@ -51,21 +56,22 @@ class InputResolver:
         self.limits = limits
 
     async def resolve(self, raw: RawInput) -> Resolved:
-        max_image = self.limits.max_image_bytes
         if raw.kind == "text":
             if not isinstance(raw.value, str) or not raw.value.strip():
                 raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{raw.label} is empty; give the text to embed")
             return Resolved("text", raw.value, raw.label)
         if raw.kind == "url":
             assert isinstance(raw.value, str)
-            return Resolved("image", await self.fetcher.fetch(raw.value, raw.label, "image"), raw.label)
-        if raw.kind == "upload":
-            assert isinstance(raw.value, bytes)
-            check_size(raw.value, "image", raw.label, max_image)
-            return Resolved("image", raw.value, raw.label)
+            modality, data = await self.fetcher.fetch_media(raw.value, raw.label, MEDIA_MODALITIES)
+            check_size(data, modality, raw.label, self.limits.max_bytes(modality))
+            return Resolved(modality, data, raw.label)  # type: ignore[arg-type]
+        max_bytes = self.limits.max_bytes(raw.kind)
+        if isinstance(raw.value, bytes):  # an upload
+            check_size(raw.value, raw.kind, raw.label, max_bytes)
+            return Resolved(raw.kind, raw.value, raw.label)
         if isinstance(raw.value, str) and raw.value.startswith(("http://", "https://")):
-            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{raw.label} is a URL; pass it as {{\"url\": ...}} instead of \"image\"")
-        return Resolved("image", decode_media_string(raw.value, "image", raw.label, max_image), raw.label)  # type: ignore[arg-type]
+            raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{raw.label} is a URL; pass it as {{\"url\": ...}} instead of \"{raw.kind}\"")
+        return Resolved(raw.kind, decode_media_string(raw.value, raw.kind, raw.label, max_bytes), raw.label)
 
     async def resolve_each(self, raws: list[RawInput]) -> list[Resolved | OmnivecError]:
         """Resolve concurrently (downloads overlap); a failing input yields its error in place."""
@@ -90,6 +96,8 @@ async def _embed_group(service: EmbeddingService, modality: str, items: list[Res
         labels = [r.label for r in group]
         if modality == "text":
             return (await service.embed_texts(values, labels=labels)).vectors  # type: ignore[arg-type]
+        if modality == "audio":
+            return (await service.embed_audios(values, labels=labels)).vectors  # type: ignore[arg-type]
         return await service.embed_images(values, labels=labels)  # type: ignore[arg-type]
 
     try:  # fast path: the whole group in one call, exactly like /v1/embed
@@ -114,7 +122,7 @@ async def _embed_group(service: EmbeddingService, modality: str, items: list[Res
 async def embed_each(service: EmbeddingService, items: list[Resolved]) -> list[np.ndarray | OmnivecError]:
     """Unit vectors in input order; an input the model cannot take yields its error in place."""
     out: list[np.ndarray | OmnivecError | None] = [None] * len(items)
-    groups = [(m, [i for i, r in enumerate(items) if r.modality == m]) for m in ("text", "image")]
+    groups = [(m, [i for i, r in enumerate(items) if r.modality == m]) for m in TOWER_ORDER]
     groups = [(m, idx) for m, idx in groups if idx]
     results = await asyncio.gather(*(_embed_group(service, m, [items[i] for i in idx]) for m, idx in groups))
     for (_, idx), vectors in zip(groups, results):

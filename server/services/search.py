@@ -1,6 +1,7 @@
-"""Cross-modal search: any query (text, image, URL, stored item, raw vector) against a collection.
+"""Cross-modal search: any query (text, image, audio, URL, stored item, raw vector) against a collection.
 
-Text, image and URL queries are embedded by this server's model, so they need the collection to
+All modalities share one space, so text->audio, audio->image and audio->audio work like text->image.
+Text, image, audio and URL queries are embedded by this server's model, so they need the collection to
 be in the model's space (409 otherwise). Item-id and raw-vector queries involve no model and work
 on any collection of the right dimension. An item-id query leaves the item itself out of the
 results ("more like this": the caller already has it).
@@ -18,13 +19,14 @@ from ..index.filters import parse_filter
 from .collections import MODALITY_KEY, CollectionService, run_store, split_payload
 from .inputs import RawInput, embed_all
 
-QueryKind = Literal["text", "image", "url", "upload", "id", "vector"]
+QueryKind = Literal["text", "image", "audio", "url", "id", "vector"]
 
 
 @dataclass
 class SearchQuery:
     kind: QueryKind
-    value: Any  # str, bytes (upload) or a list of floats (vector)
+    value: Any  # str, bytes (an uploaded image/audio file) or a list of floats (vector)
+    label: str | None = None  # how errors name it; default "query.<kind>"
 
 
 @dataclass
@@ -72,7 +74,7 @@ class SearchService:
             point = await self.collections.get_item(name, query.value, with_vector=True)
             return point.vector
         await self.collections.compatible(name, "search")
-        label = "query.image" if query.kind == "upload" else f"query.{query.kind}"
+        label = query.label or f"query.{query.kind}"
         resolved = await self.collections.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
         return (await embed_all(self.collections.embedding, resolved))[0]
 

@@ -2,10 +2,11 @@
 
 Label embeddings (CLIP-style prompt ensembling): each label is written into every template
 ("a photo of a {}."), the template texts are embedded and L2-normalised, averaged, and the mean
-is renormalised. Images default to a small photo-template ensemble; texts are compared with the
-label text itself (template "{}") unless the request gives templates. Embedded template texts
-are cached (LRU keyed by space id, template and label), so a label set costs one model call
-the first time and nothing afterwards.
+is renormalised. Images default to a small photo-template ensemble, audio to a sound-template
+ensemble ("the sound of {}.", "a recording of {}.", "{}"); texts are compared with the label text
+itself (template "{}") unless the request gives templates. Embedded template texts are cached
+(LRU keyed by space id, template and label), so a label set costs one model call the first time
+and nothing afterwards.
 
 Scores follow the bundle's `scoring`:
 
@@ -32,7 +33,9 @@ from ..errors import ErrorCode, OmnivecError
 from .embedding import EmbeddingService
 
 DEFAULT_IMAGE_TEMPLATES: tuple[str, ...] = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+DEFAULT_AUDIO_TEMPLATES: tuple[str, ...] = ("the sound of {}.", "a recording of {}.", "{}")
 TEXT_TEMPLATES: tuple[str, ...] = ("{}",)
+DEFAULT_TEMPLATES: dict[str, tuple[str, ...]] = {"image": DEFAULT_IMAGE_TEMPLATES, "audio": DEFAULT_AUDIO_TEMPLATES, "text": TEXT_TEMPLATES}
 MAX_LABELS = 1000
 MAX_TEMPLATES = 100
 
@@ -150,7 +153,7 @@ class ZeroShotClassifier:
         cosine = np.zeros((len(vectors), len(labels)), np.float64)
         for modality in dict.fromkeys(modalities):
             rows = [i for i, m in enumerate(modalities) if m == modality]
-            chosen = templates or (DEFAULT_IMAGE_TEMPLATES if modality == "image" else TEXT_TEMPLATES)
+            chosen = templates or DEFAULT_TEMPLATES.get(modality, TEXT_TEMPLATES)
             label_matrix = await self.label_vectors(labels, chosen)
             cosine[rows] = vectors[rows] @ label_matrix.T
         scores, rule = scores_from_cosine(cosine, self.embedding.manifest.scoring, multi_label)

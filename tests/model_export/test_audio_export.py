@@ -9,10 +9,8 @@ from omnivec.server.bundle import AudioPreprocess, ModelBundle
 
 
 @pytest.fixture(scope="module")
-def audio_loaded():
-    from omnivec.model_export.loader import load_model
-
-    return load_model("omnivec-tiny-audio", "none", seed=0)
+def audio_loaded(tiny_audio_loaded):
+    return tiny_audio_loaded  # the session's model (conftest), loaded once for export and API tests
 
 
 @pytest.fixture(scope="module")
