@@ -22,6 +22,7 @@ from omnivec.server_process import ServerProcess
 from tests.conftest import AUDIO_SERVER_ENV
 from tests.media import audio_files, encode, encode_audio, scene, sound_clips, tone
 from tests.media_server import MediaServer
+from tests.http_checks import assert_error
 
 AUDIO = audio_files()  # one 440 Hz, 1.3 s tone in every accepted format
 CLIPS = sound_clips()  # distinct sounds, one per format
@@ -50,14 +51,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _vectors(body: dict) -> np.ndarray:
     return np.array([item["embedding"] for item in body["data"]], dtype=np.float64)
-
-
-def _assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and error["status"] == status
-    for word in words:
-        assert word in error["message"], error["message"]
 
 
 def _post(server, path: str, **kwargs) -> httpx.Response:
@@ -194,36 +187,36 @@ def test_models_and_openapi_list_audio(audio_server):
     ids=["corrupt", "truncated", "image-bytes", "no-samples", "silent", "too-long", "too-many-bytes"],
 )
 def test_bad_audio_is_a_specific_error(audio_server, data, status, code, words):
-    _assert_error(_post(audio_server, "/v1/embed", json={"audios": [_b64(WAV), _b64(data)]}), status, code, *words)
+    assert_error(_post(audio_server, "/v1/embed", json={"audios": [_b64(WAV), _b64(data)]}), status, code, *words)
     files = [("audios", ("good.wav", WAV, "audio/wav")), ("audios", ("bad.wav", data, "audio/wav"))]
-    _assert_error(_post(audio_server, "/v1/embed", files=files), status, code, *words, "bad.wav")
+    assert_error(_post(audio_server, "/v1/embed", files=files), status, code, *words, "bad.wav")
 
 
 def test_bad_audio_requests(audio_server):
-    _assert_error(_post(audio_server, "/v1/embed", files=[("audios", ("empty.wav", b"", "audio/wav"))]), 422, "invalid_audio", "empty.wav", "empty")
-    _assert_error(_post(audio_server, "/v1/embed", json={"audios": [""]}), 422, "invalid_base64", "audios[0]")
+    assert_error(_post(audio_server, "/v1/embed", files=[("audios", ("empty.wav", b"", "audio/wav"))]), 422, "invalid_audio", "empty.wav", "empty")
+    assert_error(_post(audio_server, "/v1/embed", json={"audios": [""]}), 422, "invalid_base64", "audios[0]")
     r = _post(audio_server, "/v1/embed", files=[("audios", ("notes.txt", b"hello", "text/plain"))])
-    _assert_error(r, 415, "unsupported_media_type", "notes.txt", "text/plain", "audio/*")
+    assert_error(r, 415, "unsupported_media_type", "notes.txt", "text/plain", "audio/*")
     r = _post(audio_server, "/v1/embed", json={"audios": ["data:image/png;base64," + _b64(IMAGES["p0.png"])]})
-    _assert_error(r, 415, "unsupported_media_type", "audios[0]", "image/png")
+    assert_error(r, 415, "unsupported_media_type", "audios[0]", "image/png")
     r = _post(audio_server, "/v1/embed", json={"inputs": [{"text": "ok"}, {"audio": _b64(SILENT)}]})
-    _assert_error(r, 422, "silent_audio", "inputs[1].audio")
-    _assert_error(_post(audio_server, "/v1/embed", json={"audio": [_b64(WAV)]}), 422, "unknown_modality", "'audios'")
-    _assert_error(_post(audio_server, "/v1/embed", json={"sounds": [_b64(WAV)]}), 422, "unknown_modality", "audios")
+    assert_error(r, 422, "silent_audio", "inputs[1].audio")
+    assert_error(_post(audio_server, "/v1/embed", json={"audio": [_b64(WAV)]}), 422, "unknown_modality", "'audios'")
+    assert_error(_post(audio_server, "/v1/embed", json={"sounds": [_b64(WAV)]}), 422, "unknown_modality", "audios")
 
 
 def test_a_model_without_an_audio_tower_says_so(server):
     """The tiny image+text bundle: every route answers audio with 400 modality_not_served."""
     expect = (400, "modality_not_served", "audio", "omnivec-tiny")
-    _assert_error(_post(server, "/v1/embed", json={"audios": [_b64(WAV)]}), *expect)
-    _assert_error(_post(server, "/v1/embed", json={"inputs": [{"text": "a"}, {"audio": _b64(WAV)}]}), *expect)
-    _assert_error(_post(server, "/v1/embed", files=[("audios", ("a.wav", WAV, "audio/wav"))]), *expect)
-    _assert_error(_post(server, "/v1/classify", json={"inputs": [{"audio": _b64(WAV)}], "labels": ["a", "b"]}), *expect)
+    assert_error(_post(server, "/v1/embed", json={"audios": [_b64(WAV)]}), *expect)
+    assert_error(_post(server, "/v1/embed", json={"inputs": [{"text": "a"}, {"audio": _b64(WAV)}]}), *expect)
+    assert_error(_post(server, "/v1/embed", files=[("audios", ("a.wav", WAV, "audio/wav"))]), *expect)
+    assert_error(_post(server, "/v1/classify", json={"inputs": [{"audio": _b64(WAV)}], "labels": ["a", "b"]}), *expect)
     assert _post(server, "/v1/collections", json={"name": "no-audio-tower"}).status_code == 201
     try:
         body = _ok(_post(server, "/v1/collections/no-audio-tower/items", json={"items": [{"text": "fine"}, {"audio": _b64(WAV)}]}))
         assert body["indexed"] == 1 and body["errors"][0]["index"] == 1 and body["errors"][0]["code"] == "modality_not_served"
-        _assert_error(_post(server, "/v1/collections/no-audio-tower/search", json={"query": {"audio": _b64(WAV)}}), *expect)
+        assert_error(_post(server, "/v1/collections/no-audio-tower/search", json={"query": {"audio": _b64(WAV)}}), *expect)
     finally:
         httpx.delete(f"{server.url}/v1/collections/no-audio-tower", timeout=10)
     assert httpx.post(f"{server.url}/v1/embed", json={"texts": ["still alive"]}, timeout=30).status_code == 200

@@ -13,20 +13,13 @@ import numpy as np
 import pytest
 
 from tests.media import encode, scene
+from tests.http_checks import assert_error
 
 LABELS = ["a red disk", "a blue square", "a quiet river", "mountain road"]
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and error["status"] == status
-    for word in words:
-        assert word in error["message"], error["message"]
 
 
 @pytest.fixture(autouse=True)
@@ -104,27 +97,27 @@ def test_labelsets_crud_and_use(server):
     assert body["results"][0]["labels"][0]["label"] == "mountain road"
     assert httpx.put(url, json={"labels": ["x", "y"]}, timeout=10).json()["labels"] == ["x", "y"], "PUT replaces"
     assert httpx.delete(url, timeout=10).json() == {"name": "scenes", "deleted": True}
-    _assert_error(httpx.get(url, timeout=10), 404, "labelset_not_found", "scenes")
-    _assert_error(httpx.delete(url, timeout=10), 404, "labelset_not_found")
+    assert_error(httpx.get(url, timeout=10), 404, "labelset_not_found", "scenes")
+    assert_error(httpx.delete(url, timeout=10), 404, "labelset_not_found")
 
 
 def test_classify_errors(server):
     post = lambda **body: httpx.post(f"{server.url}/v1/classify", json=body, timeout=30)  # noqa: E731
-    _assert_error(post(inputs=[{"text": "a"}], labels=[]), 422, "labels_empty", "labels")
-    _assert_error(post(inputs=[{"text": "a"}]), 422, "labels_empty")
-    _assert_error(post(inputs=[{"text": "a"}], labels=["x", " "]), 422, "labels_empty", "labels[1]")
-    _assert_error(post(inputs=[{"text": "a"}], labels=["x", "x"]), 422, "invalid_request", "twice")
-    _assert_error(post(inputs=[{"text": "a"}], labelset="nope"), 404, "labelset_not_found", "nope")
-    _assert_error(post(inputs=[{"text": "a"}], labels=["x"], labelset="y"), 422, "invalid_request", "not both")
-    _assert_error(post(inputs=[{"text": "a"}], labels=["x"], templates=["no slot"]), 422, "invalid_request", "{}")
-    _assert_error(post(inputs=[], labels=["x"]), 400, "empty_request")
-    _assert_error(post(inputs=[{"image": "%%%"}], labels=["x"]), 422, "invalid_base64", "inputs[0].image")
-    _assert_error(httpx.put(f"{server.url}/v1/labelsets/empty", json={"labels": []}, timeout=10), 422, "labels_empty")
-    _assert_error(httpx.put(f"{server.url}/v1/labelsets/bad%20name", json={"labels": ["a"]}, timeout=10), 422, "invalid_request", "label set name")
+    assert_error(post(inputs=[{"text": "a"}], labels=[]), 422, "labels_empty", "labels")
+    assert_error(post(inputs=[{"text": "a"}]), 422, "labels_empty")
+    assert_error(post(inputs=[{"text": "a"}], labels=["x", " "]), 422, "labels_empty", "labels[1]")
+    assert_error(post(inputs=[{"text": "a"}], labels=["x", "x"]), 422, "invalid_request", "twice")
+    assert_error(post(inputs=[{"text": "a"}], labelset="nope"), 404, "labelset_not_found", "nope")
+    assert_error(post(inputs=[{"text": "a"}], labels=["x"], labelset="y"), 422, "invalid_request", "not both")
+    assert_error(post(inputs=[{"text": "a"}], labels=["x"], templates=["no slot"]), 422, "invalid_request", "{}")
+    assert_error(post(inputs=[], labels=["x"]), 400, "empty_request")
+    assert_error(post(inputs=[{"image": "%%%"}], labels=["x"]), 422, "invalid_base64", "inputs[0].image")
+    assert_error(httpx.put(f"{server.url}/v1/labelsets/empty", json={"labels": []}, timeout=10), 422, "labels_empty")
+    assert_error(httpx.put(f"{server.url}/v1/labelsets/bad%20name", json={"labels": ["a"]}, timeout=10), 422, "invalid_request", "label set name")
 
 
 def test_urls_to_loopback_are_blocked_without_an_allowlist(server):
     """The session server has no fetch allowlist: its own address, metadata and private ranges are refused."""
     for url, kind in [(f"{server.url}/healthz", "loopback"), ("http://169.254.169.254/latest/meta-data/", "link-local"), ("http://10.1.2.3/a.png", "private")]:
         r = httpx.post(f"{server.url}/v1/classify", json={"inputs": [{"url": url}], "labels": ["a", "b"]}, timeout=30)
-        _assert_error(r, 422, "url_blocked", url, kind)
+        assert_error(r, 422, "url_blocked", url, kind)

@@ -20,6 +20,7 @@ from omnivec.server.settings import Settings
 from tests.inprocess import InProcessServer
 from tests.media import encode, scene
 from tests.media_server import MediaServer
+from tests.http_checks import assert_error
 
 DIM = 64
 IMAGES = {f"s{i}.png": encode(scene(48 + 4 * i, 40 + 3 * i, seed=10 + i), "PNG") for i in range(6)}
@@ -28,14 +29,6 @@ TEXTS = ["a red disk on a gradient", "a blue square", "a quiet river at dawn", "
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and error["status"] == status
-    for word in words:
-        assert word in error["message"], error["message"]
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +113,13 @@ def test_collection_lifecycle(client, api):
     info = r.json()
     assert info["dim"] == DIM and info["model"] == "omnivec-tiny" and info["space_id"].startswith("omnivec-tiny@")
     assert (info["count"], info["description"], info["extra"], info["matches_model"]) == (0, "holiday photos", {"owner": "ana"}, True)
-    _assert_error(client.post("/v1/collections", json={"name": name}), 409, "collection_exists", name)
+    assert_error(client.post("/v1/collections", json={"name": name}), 409, "collection_exists", name)
     assert client.get(f"/v1/collections/{name}").json()["description"] == "holiday photos"
     assert name in [c["name"] for c in client.get("/v1/collections").json()["data"]]
     assert client.delete(f"/v1/collections/{name}").json() == {"name": name, "deleted": True}
-    _assert_error(client.get(f"/v1/collections/{name}"), 404, "collection_not_found", name, "POST /v1/collections")
-    _assert_error(client.delete(f"/v1/collections/{name}"), 404, "collection_not_found")
-    _assert_error(client.post("/v1/collections", json={"name": "../etc"}), 422, "invalid_request", "collection name")
+    assert_error(client.get(f"/v1/collections/{name}"), 404, "collection_not_found", name, "POST /v1/collections")
+    assert_error(client.delete(f"/v1/collections/{name}"), 404, "collection_not_found")
+    assert_error(client.post("/v1/collections", json={"name": "../etc"}), 422, "invalid_request", "collection name")
 
 
 # --- indexing and search ----------------------------------------------------------------------
@@ -201,12 +194,12 @@ def test_delete_by_ids_and_by_filter(client, coll):
     ids = _fill(client, coll)
     r = client.request("DELETE", f"/v1/collections/{coll}/items", json={"ids": [ids["s0.png"], ids["s1.png"], "not-there"]})
     assert r.status_code == 200 and r.json() == {"deleted": 2}
-    _assert_error(client.get(f"/v1/collections/{coll}/items/{ids['s0.png']}"), 404, "item_not_found", ids["s0.png"])
+    assert_error(client.get(f"/v1/collections/{coll}/items/{ids['s0.png']}"), 404, "item_not_found", ids["s0.png"])
     r = client.post(f"/v1/collections/{coll}/items/delete", json={"filter": {"must": [{"key": "modality", "match": {"value": "text"}}]}})
     assert r.json() == {"deleted": 6}
     assert client.get(f"/v1/collections/{coll}").json()["count"] == 4
-    _assert_error(client.request("DELETE", f"/v1/collections/{coll}/items", json={}), 422, "invalid_request", "ids")
-    _assert_error(
+    assert_error(client.request("DELETE", f"/v1/collections/{coll}/items", json={}), 422, "invalid_request", "ids")
+    assert_error(
         client.request("DELETE", f"/v1/collections/{coll}/items", json={"filter": {"must": [{"key": "n", "match": {"value": 1.5}}]}}),
         422,
         "invalid_filter",
@@ -231,7 +224,7 @@ def test_multipart_items_and_image_query(client, coll):
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["id"] == "two"
     r = client.post(f"/v1/collections/{coll}/items", files=files[:2], data={"items": json.dumps([{}])})
-    _assert_error(r, 422, "invalid_request", "1 entries for 2 files")
+    assert_error(r, 422, "invalid_request", "1 entries for 2 files")
 
 
 def test_per_item_errors_do_not_fail_the_batch(client, coll, media):
@@ -280,30 +273,30 @@ def test_unknown_collection_everywhere(client):
         client.get("/v1/collections/ghost/items/x"),
         client.request("DELETE", "/v1/collections/ghost/items", json={"ids": ["x"]}),
     ):
-        _assert_error(r, 404, "collection_not_found", "ghost")
+        assert_error(r, 404, "collection_not_found", "ghost")
 
 
 def test_bad_search_requests(client, coll, media):
     _fill(client, coll)
     url = f"/v1/collections/{coll}/search"
-    _assert_error(client.post(url, json={"query": {"vector": [0.1, 0.2, 0.3]}}), 422, "dimension_mismatch", "64", "3 dimensions")
-    _assert_error(client.post(url, json={"query": {"text": "a"}, "filter": {"must": [{"key": "x", "match": {"bogus": 1}}]}}), 422, "invalid_filter", "bogus")
-    _assert_error(client.post(url, json={"query": {"text": "a"}, "filter": {"shoulder": []}}), 422, "invalid_filter", "shoulder")
-    _assert_error(client.post(url, json={"query": {"text": "a", "id": "b"}}), 422, "invalid_request", "exactly one")
-    _assert_error(client.post(url, json={"top_k": 3}), 422, "invalid_request", "query")
-    _assert_error(client.post(url, json={"query": {"text": "a"}, "top_k": 0}), 422, "invalid_request", "top_k")
-    _assert_error(client.post(url, json={"query": {"id": "missing"}}), 404, "item_not_found", "missing")
-    _assert_error(client.post(url, json={"query": {"url": "http://10.0.0.1/a.png"}}), 422, "url_blocked", "http://10.0.0.1/a.png", "private")
-    _assert_error(client.post(url, json={"query": {"url": f"{media.url}/missing"}}), 422, "url_fetch_failed", "404")
-    _assert_error(client.post(url, content=b"q", headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
+    assert_error(client.post(url, json={"query": {"vector": [0.1, 0.2, 0.3]}}), 422, "dimension_mismatch", "64", "3 dimensions")
+    assert_error(client.post(url, json={"query": {"text": "a"}, "filter": {"must": [{"key": "x", "match": {"bogus": 1}}]}}), 422, "invalid_filter", "bogus")
+    assert_error(client.post(url, json={"query": {"text": "a"}, "filter": {"shoulder": []}}), 422, "invalid_filter", "shoulder")
+    assert_error(client.post(url, json={"query": {"text": "a", "id": "b"}}), 422, "invalid_request", "exactly one")
+    assert_error(client.post(url, json={"top_k": 3}), 422, "invalid_request", "query")
+    assert_error(client.post(url, json={"query": {"text": "a"}, "top_k": 0}), 422, "invalid_request", "top_k")
+    assert_error(client.post(url, json={"query": {"id": "missing"}}), 404, "item_not_found", "missing")
+    assert_error(client.post(url, json={"query": {"url": "http://10.0.0.1/a.png"}}), 422, "url_blocked", "http://10.0.0.1/a.png", "private")
+    assert_error(client.post(url, json={"query": {"url": f"{media.url}/missing"}}), 422, "url_fetch_failed", "404")
+    assert_error(client.post(url, content=b"q", headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
 
 
 def test_bad_item_requests(client, coll):
     url = f"/v1/collections/{coll}/items"
-    _assert_error(client.post(url, json={"items": []}), 400, "empty_request")
-    _assert_error(client.post(url, json={"items": "a"}), 422, "invalid_request", "list")
-    _assert_error(client.post(url, json={"items": [], "extra": 1}), 422, "invalid_request", "extra")
-    _assert_error(client.post(url, content=b"{", headers={"content-type": "application/json"}), 422, "invalid_request", "JSON")
+    assert_error(client.post(url, json={"items": []}), 400, "empty_request")
+    assert_error(client.post(url, json={"items": "a"}), 422, "invalid_request", "list")
+    assert_error(client.post(url, json={"items": [], "extra": 1}), 422, "invalid_request", "extra")
+    assert_error(client.post(url, content=b"{", headers={"content-type": "application/json"}), 422, "invalid_request", "JSON")
 
 
 def test_openapi_documents_the_new_routes(client):

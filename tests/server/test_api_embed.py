@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.media import encode, open_as_user_expects, sample_files, scene
+from tests.http_checks import assert_error
 
 FILES = sample_files()
 TEXTS = ["a photo of a dog", "A RED CIRCLE &amp; a blue square", "日本語 and emoji 🐶", "word " * 120]
@@ -44,14 +45,6 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _vectors(body: dict) -> np.ndarray:
     return np.array([item["embedding"] for item in body["data"]], dtype=np.float64)
-
-
-def _assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and error["status"] == status
-    for word in words:
-        assert word in error["message"], error["message"]
 
 
 @pytest.fixture(autouse=True)
@@ -143,41 +136,41 @@ def test_docs_and_openapi(server):
 
 def test_invalid_image_bytes(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"images": [_b64(b"not an image at all")]}, timeout=30)
-    _assert_error(r, 422, "invalid_image", "images[0]", "JPEG")
+    assert_error(r, 422, "invalid_image", "images[0]", "JPEG")
 
 
 def test_truncated_image(server):
     r = httpx.post(f"{server.url}/v1/embed", files=[("images", ("cut.jpg", FILES["photo.jpg"][:400], "image/jpeg"))], timeout=30)
-    _assert_error(r, 422, "invalid_image", "cut.jpg")
+    assert_error(r, 422, "invalid_image", "cut.jpg")
 
 
 def test_invalid_base64(server):
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"images": ["%%%not base64%%%"]}, timeout=30), 422, "invalid_base64", "images[0]")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"images": ["%%%not base64%%%"]}, timeout=30), 422, "invalid_base64", "images[0]")
 
 
 def test_unsupported_image_format(server):
     tiff = _b64(encode(scene(30, 30), "TIFF"))
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"images": [tiff]}, timeout=30), 415, "unsupported_media_type", "TIFF")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"images": [tiff]}, timeout=30), 415, "unsupported_media_type", "TIFF")
 
 
 def test_wrong_upload_content_type(server):
     r = httpx.post(f"{server.url}/v1/embed", files=[("images", ("a.txt", b"hello", "text/plain"))], timeout=30)
-    _assert_error(r, 415, "unsupported_media_type", "text/plain")
+    assert_error(r, 415, "unsupported_media_type", "text/plain")
 
 
 def test_wrong_data_uri_type(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"images": ["data:audio/wav;base64," + _b64(b"RIFF")]}, timeout=30)
-    _assert_error(r, 415, "unsupported_media_type", "audio/wav")
+    assert_error(r, 415, "unsupported_media_type", "audio/wav")
 
 
 def test_wrong_request_content_type(server):
     r = httpx.post(f"{server.url}/v1/embed", content=b"texts=a", headers={"content-type": "text/plain"}, timeout=30)
-    _assert_error(r, 415, "unsupported_media_type", "application/json")
+    assert_error(r, 415, "unsupported_media_type", "application/json")
 
 
 def test_payload_too_large(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"texts": ["x" * (5 * 1024 * 1024)]}, timeout=30)
-    _assert_error(r, 413, "payload_too_large", "OMNIVEC_LIMITS__MAX_REQUEST_BYTES")
+    assert_error(r, 413, "payload_too_large", "OMNIVEC_LIMITS__MAX_REQUEST_BYTES")
 
 
 def test_payload_too_large_chunked_without_length(server):
@@ -188,7 +181,7 @@ def test_payload_too_large_chunked_without_length(server):
         yield b'"]}'
 
     r = httpx.post(f"{server.url}/v1/embed", content=body(), headers={"content-type": "application/json"}, timeout=30)
-    _assert_error(r, 413, "payload_too_large")
+    assert_error(r, 413, "payload_too_large")
 
 
 def test_single_image_too_large(server):
@@ -198,7 +191,7 @@ def test_single_image_too_large(server):
     data = encode(Image.fromarray(big), "PNG")
     assert len(data) > 1024 * 1024
     r = httpx.post(f"{server.url}/v1/embed", files=[("images", ("big.png", data, "image/png"))], timeout=30)
-    _assert_error(r, 413, "image_too_large", "1048576")
+    assert_error(r, 413, "image_too_large", "1048576")
 
 
 def test_too_many_pixels(server):
@@ -206,53 +199,53 @@ def test_too_many_pixels(server):
 
     data = encode(Image.new("RGB", (2500, 2000), "white"), "PNG")
     r = httpx.post(f"{server.url}/v1/embed", json={"images": [_b64(data)]}, timeout=30)
-    _assert_error(r, 413, "image_too_large", "downscale")
+    assert_error(r, 413, "image_too_large", "downscale")
 
 
 @pytest.mark.parametrize("payload", [{}, {"texts": []}, {"texts": [], "images": []}])
 def test_empty_request(server, payload):
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json=payload, timeout=30), 400, "empty_request")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json=payload, timeout=30), 400, "empty_request")
 
 
 def test_empty_body(server):
     r = httpx.post(f"{server.url}/v1/embed", content=b"", headers={"content-type": "application/json"}, timeout=30)
-    _assert_error(r, 400, "empty_request")
+    assert_error(r, 400, "empty_request")
 
 
 def test_malformed_json(server):
     r = httpx.post(f"{server.url}/v1/embed", content=b'{"texts": [', headers={"content-type": "application/json"}, timeout=30)
-    _assert_error(r, 422, "invalid_request", "not valid JSON")
+    assert_error(r, 422, "invalid_request", "not valid JSON")
 
 
 def test_unknown_modality(server):
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"videos": ["x"]}, timeout=30), 422, "unknown_modality", "videos", "texts")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"videos": ["x"]}, timeout=30), 422, "unknown_modality", "videos", "texts")
     r = httpx.post(f"{server.url}/v1/embed", json={"inputs": [{"video": "x"}]}, timeout=30)
-    _assert_error(r, 422, "unknown_modality", "inputs[0]")
+    assert_error(r, 422, "unknown_modality", "inputs[0]")
 
 
 def test_modality_without_tower(server):
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"audios": ["x"]}, timeout=30), 400, "modality_not_served", "audio")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"audios": ["x"]}, timeout=30), 400, "modality_not_served", "audio")
 
 
 def test_wrong_types(server):
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"texts": "not a list"}, timeout=30), 422, "invalid_request", "texts")
-    _assert_error(httpx.post(f"{server.url}/v1/embed", json={"texts": ["a"], "encoding": "hex"}, timeout=30), 422, "invalid_request", "encoding")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"texts": "not a list"}, timeout=30), 422, "invalid_request", "texts")
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"texts": ["a"], "encoding": "hex"}, timeout=30), 422, "invalid_request", "encoding")
 
 
 def test_text_over_context_with_truncate_false(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"texts": ["ok", "word " * 200], "truncate": False}, timeout=30)
-    _assert_error(r, 422, "text_too_long", "texts[1]", "77")
+    assert_error(r, 422, "text_too_long", "texts[1]", "77")
 
 
 def test_text_over_character_limit(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"texts": ["z" * 100_001]}, timeout=30)
-    _assert_error(r, 422, "text_too_long", "100000")
+    assert_error(r, 422, "text_too_long", "100000")
 
 
 def test_url_image_is_explained(server):
     r = httpx.post(f"{server.url}/v1/embed", json={"images": ["https://example.com/cat.jpg"]}, timeout=30)
-    _assert_error(r, 422, "invalid_request", "URL")
+    assert_error(r, 422, "invalid_request", "URL")
 
 
 def test_unknown_route(server):
-    _assert_error(httpx.get(f"{server.url}/v1/nothing", timeout=10), 404, "not_found", "/docs")
+    assert_error(httpx.get(f"{server.url}/v1/nothing", timeout=10), 404, "not_found", "/docs")
