@@ -1,7 +1,8 @@
 """Served vs raw, and batching on vs off, through real HTTP on 127.0.0.1.
 
 For each tower (text, image) of one bundle (default ViT-B-32, random init):
-  raw        onnxruntime items/s at batch 1 and at the max batch, same threads as the server;
+  raw        onnxruntime items/s at batch 1 and at the max batch, same threads as the server,
+             measured before and after the served phases (mean of the two);
              raw_batch_gain = items/s at max batch / items/s at batch 1 (what batching can gain at best)
   served     `omnivec serve` in a child process, 1 model thread, load from an async httpx
              generator with 1 and 32 connections, one item per request, fixed duration and a
@@ -99,8 +100,13 @@ def main() -> None:
     towers = [t for t in args.towers.split(",") if t in manifest.towers]
     results: dict = {"model": args.model, "threads": 1, "max_batch": args.max_batch, "seconds_per_phase": seconds}
 
-    # raw model throughput, same thread count as the server's model calls
-    for tower in towers:
+    # raw model throughput, same thread count as the server's model calls; measured before and
+    # after the served phases and averaged, so slow drift of the machine affects both sides alike
+    def measure_raw() -> None:
+        for tower in towers:
+            _raw_phase(tower)
+
+    def _raw_phase(tower: str) -> None:
         encoder = OnnxEncoder(path / f"{tower}.onnx", tower, intra_op_threads=1)
         name = encoder.input_names[0]
         rng = np.random.default_rng(0)
@@ -116,8 +122,14 @@ def main() -> None:
         x1, xb = make(1), make(args.max_batch)
         raw1 = items_per_second(lambda: encoder.encode({name: x1}), 1, seconds / 2, 3)
         rawb = items_per_second(lambda: encoder.encode({name: xb}), args.max_batch, seconds / 2, 2)
-        results[tower] = {"raw_b1_items_s": raw1, f"raw_b{args.max_batch}_items_s": rawb, "raw_batch_gain": rawb / raw1}
         encoder.close()
+        runs = results.setdefault(tower, {}).setdefault("raw_runs", [])
+        runs.append({"b1": raw1, f"b{args.max_batch}": rawb})
+        results[tower]["raw_b1_items_s"] = sum(r["b1"] for r in runs) / len(runs)
+        results[tower][f"raw_b{args.max_batch}_items_s"] = sum(r[f"b{args.max_batch}"] for r in runs) / len(runs)
+        results[tower]["raw_batch_gain"] = results[tower][f"raw_b{args.max_batch}_items_s"] / results[tower]["raw_b1_items_s"]
+
+    measure_raw()
 
     env_common = {"OMNIVEC_SERVER__INFERENCE_THREADS": "1", "OMNIVEC_BATCHING__MAX_BATCH": str(args.max_batch), "OMNIVEC_SERVER__LOG_LEVEL": "warning"}
     max_requests = 10_000
@@ -130,6 +142,7 @@ def main() -> None:
                     stats = asyncio.run(_load(server.url, payloads, conns, seconds, max_requests))
                     results[tower][f"batching_{batching}_{conns}conn"] = stats
 
+    measure_raw()
     print(f"\n{args.model}, model threads 1, max batch {args.max_batch}, {seconds:.0f} s per phase\n")
     print(f"{'tower':6} {'mode':12} {'conns':>5} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
     for tower in towers:
