@@ -65,7 +65,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="bind address (default 127.0.0.1; use 0.0.0.0 in containers)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--precision", choices=["fp32", "int8"], help="tower variant to load (default fp32)")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads per model call (default: cores available)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads per model call (default: cores / inference threads)")
     p.add_argument("--data-dir", type=Path, help="data directory (env OMNIVEC_DATA_DIR, default ./data)")
 
 

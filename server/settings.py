@@ -27,7 +27,9 @@ class ModelSettings(BaseModel):
     bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
-    intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="Threads inside one model call.")
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="Threads inside one model call; default: cores / server.inference_threads, so concurrent calls do not oversubscribe the CPU."
+    )
     inter_op_threads: int = Field(1, ge=1, description="Threads across independent graph nodes (1 is best for these models).")
 
 
@@ -94,6 +96,10 @@ class FetchSettings(BaseModel):
 
 class Settings(BaseSettings):
     """Everything configurable about a running omnivec server."""
+
+    def model_threads(self) -> int:
+        """onnxruntime intra-op threads per model call (explicit setting, or a fair share of the cores)."""
+        return self.model.intra_op_threads or max(1, default_threads() // self.server.inference_threads)
 
     model_config = SettingsConfigDict(env_prefix="OMNIVEC_", env_nested_delimiter="__", extra="ignore")
 

@@ -74,7 +74,7 @@ class EmbeddingService:
             modality: OnnxEncoder(
                 self.bundle.tower_path(modality, model.precision),
                 modality,
-                intra_op_threads=model.intra_op_threads,
+                intra_op_threads=self.settings.model_threads(),
                 inter_op_threads=model.inter_op_threads,
                 providers=model.providers,
             )
