@@ -20,7 +20,7 @@ import numpy as np
 from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, AudioPreprocess, ImagePreprocess, Manifest, TextPreprocess
 
 from .loader import ExportError, LoadedModel, load_model
-from .onnx_export import export_tower
+from .onnx_export import ENCODERS, export_tower
 from .parity import FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_audio, parity_images
 from .quantize import quantize_int8
 
@@ -105,7 +105,7 @@ def _write_tokenizer(loaded: LoadedModel, spec: TextPreprocess, path: Path) -> N
 def _torch_embed(model: Any, modality: str, batch: Any) -> np.ndarray:
     import torch
 
-    encode = {"image": model.encode_image, "text": model.encode_text, "audio": getattr(model, "encode_audio", None)}[modality]
+    encode = getattr(model, ENCODERS[modality])
     with torch.no_grad():
         out = encode(batch)
     return out.float().numpy()

@@ -10,39 +10,26 @@ from pathlib import Path
 from typing import Any
 
 MAX_BATCH = 4096
+ENCODERS = {"image": "encode_image", "text": "encode_text", "audio": "encode_audio"}
 
 
 def _tower_module(model: Any, modality: str) -> Any:
+    """A module whose forward is one tower's encode method (the exporter traces `forward`)."""
     import torch
 
-    class ImageTower(torch.nn.Module):
-        def __init__(self, m: Any) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.m.encode_image(pixel_values)
-
-    class TextTower(torch.nn.Module):
-        def __init__(self, m: Any) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            return self.m.encode_text(input_ids)
-
-    class AudioTower(torch.nn.Module):
-        def __init__(self, m: Any) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-            return self.m.audio_tower(waveform)
-
-    wrappers = {"image": ImageTower, "text": TextTower, "audio": AudioTower}
-    if modality not in wrappers:
+    if modality not in ENCODERS:
         raise ValueError(f"no ONNX wrapper for modality {modality!r}")
-    return wrappers[modality](model).eval()
+
+    class Tower(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+            self.encode = getattr(m, ENCODERS[modality])
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return self.encode(inputs)
+
+    return Tower(model).eval()
 
 
 def export_tower(model: Any, modality: str, example: Any, input_name: str, path: Path) -> None:

@@ -21,24 +21,32 @@ def _data_dir(tmp_path_factory):
         yield
 
 
-@pytest.fixture(scope="session")
-def tiny_loaded():
-    """The PyTorch model the tiny bundle is exported from (the reference for parity checks)."""
+def _reference_model(name: str):
+    """The PyTorch model a test bundle is exported from (the reference for parity checks)."""
     import torch
 
     torch.set_num_threads(1)
     from omnivec.model_export.loader import load_model
 
-    return load_model("omnivec-tiny", "none", seed=0)
+    return load_model(name, "none", seed=0)
+
+
+def _export(tmp_path_factory, name: str, loaded) -> Path:
+    from omnivec.model_export.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / name
+    export_bundle(name, "none", out, loaded=loaded)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded():
+    return _reference_model("omnivec-tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_loaded) -> Path:
-    from omnivec.model_export.export import export_bundle
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_bundle("omnivec-tiny", "none", out, loaded=tiny_loaded)
-    return out
+    return _export(tmp_path_factory, "omnivec-tiny", tiny_loaded)
 
 
 @pytest.fixture(scope="session")
@@ -51,23 +59,14 @@ def server(tiny_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_audio_loaded():
-    """The PyTorch omnivec-tiny-audio model (image + text + audio towers), the audio parity reference."""
-    import torch
-
-    torch.set_num_threads(1)
-    from omnivec.model_export.loader import load_model
-
-    return load_model("omnivec-tiny-audio", "none", seed=0)
+    """omnivec-tiny-audio (image + text + audio towers), the audio parity reference."""
+    return _reference_model("omnivec-tiny-audio")
 
 
 @pytest.fixture(scope="session")
 def tiny_audio_bundle(tmp_path_factory, tiny_audio_loaded) -> Path:
     """omnivec-tiny-audio exported once: 16 kHz, 1.0 s windows every 0.5 s, at most 120 s."""
-    from omnivec.model_export.export import export_bundle
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny-audio"
-    export_bundle("omnivec-tiny-audio", "none", out, loaded=tiny_audio_loaded)
-    return out
+    return _export(tmp_path_factory, "omnivec-tiny-audio", tiny_audio_loaded)
 
 
 AUDIO_SERVER_ENV = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.media import encode, scene
-from tests.http_checks import assert_error
+from tests.http_checks import assert_error, assert_still_serving
 
 LABELS = ["a red disk", "a blue square", "a quiet river", "mountain road"]
 
@@ -25,9 +25,7 @@ def _b64(data: bytes) -> str:
 @pytest.fixture(autouse=True)
 def _server_stays_healthy(server):
     yield
-    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
-    ok = httpx.post(f"{server.url}/v1/embed", json={"texts": ["still alive"]}, timeout=30)
-    assert ok.status_code == 200, "the server must keep serving after every test"
+    assert_still_serving(server.url)
 
 
 def _classify(server, **body) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.media import encode, open_as_user_expects, sample_files, scene
-from tests.http_checks import assert_error
+from tests.http_checks import assert_error, assert_still_serving
 
 FILES = sample_files()
 TEXTS = ["a photo of a dog", "A RED CIRCLE &amp; a blue square", "日本語 and emoji 🐶", "word " * 120]
@@ -50,9 +50,7 @@ def _vectors(body: dict) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _server_stays_healthy(server):
     yield
-    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
-    ok = httpx.post(f"{server.url}/v1/embed", json={"texts": ["still alive"]}, timeout=30)
-    assert ok.status_code == 200, "the server must keep serving after every test"
+    assert_still_serving(server.url)
 
 
 def test_texts_match_open_clip(server, tiny_loaded):
