@@ -44,7 +44,7 @@ def space_id(model: Any, name: str) -> str:
     return f"{name}@{digest.hexdigest()[:16]}"
 
 
-def _image_spec(loaded: LoadedModel) -> ImagePreprocess:
+def image_spec(loaded: LoadedModel) -> ImagePreprocess:
     cfg = loaded.preprocess_cfg
     size = cfg.get("size", 224)
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -159,7 +159,7 @@ def export_bundle(
         embed_dim = None
         for modality in towers:
             if modality == "image":
-                spec = _image_spec(loaded)
+                spec = image_spec(loaded)
                 arrays = np.stack([image_to_array(img, spec) for img in parity_images()])
                 example = torch.from_numpy(arrays)
                 input_name, dtype, shape = "pixel_values", "float32", ["batch", 3, *spec.size]

@@ -49,11 +49,11 @@ def shipped_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
-def _register_config(model: str) -> tuple[str, dict | None]:
+def _register_config(model: str) -> tuple[str, dict[str, dict]]:
     """Accept an open_clip name, a config shipped with omnivec, or a path to a config JSON.
 
-    Returns the name open_clip knows it by and the omnivec-only `audio_cfg` section, if any
-    (open_clip does not know audio towers, so that section is kept out of its registry).
+    Returns the name open_clip knows it by and the omnivec-only tower sections (`audio_cfg`,
+    `image_tower_cfg`), which are kept out of open_clip's registry because it does not know them.
     """
     import open_clip
 
@@ -67,21 +67,19 @@ def _register_config(model: str) -> tuple[str, dict | None]:
             config = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ExportError(f"model config {path} is not valid JSON: {exc}") from exc
-        audio_cfg = config.pop("audio_cfg", None)
+        towers = {key: {**config.pop(key), "embed_dim": config["embed_dim"]} for key in OMNIVEC_TOWERS if key in config}
         _resolve_packaged_text_model(config, path)
         with tempfile.TemporaryDirectory() as tmp:  # open_clip registers a config file by its stem
             resolved = Path(tmp) / path.name
             resolved.write_text(json.dumps(config))
             open_clip.add_model_config(resolved)
-        if audio_cfg is not None:
-            audio_cfg = {**audio_cfg, "embed_dim": config["embed_dim"]}
-        return path.stem, audio_cfg
+        return path.stem, towers
     if model not in open_clip.list_models():
         raise ExportError(
             f"unknown model {model!r}: use an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
             f"one shipped with omnivec ({', '.join(shipped_configs())}), or a path to a config .json"
         )
-    return model, None
+    return model, {}
 
 
 @contextlib.contextmanager
@@ -120,14 +118,15 @@ def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> Loaded
     import open_clip
     import torch
 
-    name, audio_cfg = _register_config(model)
+    name, towers = _register_config(model)
     torch.manual_seed(seed)
     kind = "none"
     if pretrained in ("", "none", None):
         net = open_clip.create_model(name, pretrained=None)
+        attach_towers(net, towers)
     elif Path(pretrained).is_file():
         kind = "file"
-        net = _load_file(name, Path(pretrained), audio_cfg)
+        net = _load_file(name, Path(pretrained), towers)
     elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
         raise ExportError(f"checkpoint file {pretrained} does not exist")
     else:
@@ -136,8 +135,7 @@ def load_model(model: str, pretrained: str = "none", *, seed: int = 0) -> Loaded
         if pretrained not in tags:
             raise ExportError(f"{name} has no pretrained tag {pretrained!r}; known tags: {', '.join(tags) or 'none'}")
         net = _load_by_tag(name, pretrained)
-    if audio_cfg is not None and not hasattr(net, "audio_tower"):
-        attach_audio_tower(net, audio_cfg)
+        attach_towers(net, towers)  # random towers the config adds to a pretrained open_clip model
     net.eval()
     tokenizer = open_clip.get_tokenizer(name)
     preprocess_cfg = dict(getattr(net.visual, "preprocess_cfg", {}) or {})
@@ -189,6 +187,24 @@ def _resolve_packaged_text_model(config: dict, path: Path) -> None:
             text_cfg[key] = str(module.get_model_path())
 
 
+OMNIVEC_TOWERS = ("audio_cfg", "image_tower_cfg")
+
+
+def attach_towers(net: Any, towers: dict[str, dict]) -> None:
+    """Add or replace the towers a config's omnivec-only sections describe."""
+    if "image_tower_cfg" in towers:
+        attach_image_tower(net, towers["image_tower_cfg"])
+    if "audio_cfg" in towers and not hasattr(net, "audio_tower"):
+        attach_audio_tower(net, towers["audio_cfg"])
+
+
+def attach_image_tower(net: Any, cfg: dict) -> None:
+    """Replace open_clip's vision tower by omnivec's compact CNN (`encode_image` calls `visual`)."""
+    from .image_tower import ImageTower, ImageTowerConfig
+
+    net.visual = ImageTower(ImageTowerConfig(**cfg))
+
+
 def attach_audio_tower(net: Any, audio_cfg: dict) -> None:
     """Give an open_clip model an `audio_tower` submodule and `encode_audio`, in its embedding space."""
     import types
@@ -205,22 +221,21 @@ def _maybe_norm(x: Any, normalize: bool) -> Any:
     return torch.nn.functional.normalize(x, dim=-1) if normalize else x
 
 
-def _load_file(name: str, path: Path, audio_cfg: dict | None) -> Any:
+def _load_file(name: str, path: Path, towers: dict[str, dict]) -> Any:
     """A local checkpoint: open_clip's own loader, or ours when the checkpoint holds parts open_clip
     does not know (an audio tower, a logit bias added for sigmoid fine-tuning)."""
     import open_clip
     import torch
     from open_clip.factory import load_state_dict
 
-    if audio_cfg is None:
+    if not towers:
         try:
             return open_clip.create_model(name, pretrained=str(path))
         except Exception:  # fall through: maybe a checkpoint with extra parameters
             pass
     try:
         net = open_clip.create_model(name, pretrained=None)
-        if audio_cfg is not None:
-            attach_audio_tower(net, audio_cfg)
+        attach_towers(net, towers)
         state = load_state_dict(str(path), weights_only=False)
         if "logit_bias" in state and getattr(net, "logit_bias", None) is None:
             net.logit_bias = torch.nn.Parameter(torch.zeros_like(state["logit_bias"]))

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
+    from omnivec.finetune.bootstrap import BootstrapResult
+
 EPILOG = """examples:
+  omnivec serve                                              # the default model omnivec-mini (built on first run) + demo collection
+  omnivec bootstrap --out data/omnivec-mini                  # build the default model only
   omnivec export --model omnivec-tiny --pretrained none --out data/bundles/tiny
   omnivec export --model ViT-B-32 --pretrained /models/vit-b-32.safetensors --out data/bundles/vit-b-32
   omnivec serve --bundle data/bundles/tiny --port 8000
@@ -61,7 +65,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "server with OMNIVEC_QDRANT_URL). Every flag can also be set "
         "through the environment (OMNIVEC_MODEL__BUNDLE, OMNIVEC_SERVER__PORT, ...); flags win.",
     )
-    p.add_argument("--bundle", type=Path, help="bundle directory (env OMNIVEC_MODEL__BUNDLE)")
+    p.add_argument("--bundle", type=Path, help="bundle directory (env OMNIVEC_MODEL__BUNDLE); without one, the default model omnivec-mini is built on first run (`omnivec bootstrap`, needs omnivec[export] and espeak-ng) and served with its demo collection")
     p.add_argument("--host", help="bind address (default 127.0.0.1; use 0.0.0.0 in containers)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--precision", choices=["fp32", "int8"], help="tower variant to load (default fp32)")
@@ -164,6 +168,28 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p)
 
 
+def _add_bootstrap(sub: argparse._SubParsersAction) -> None:
+    from omnivec.finetune.bootstrap import BootstrapConfig
+
+    defaults = BootstrapConfig(out=Path("."))
+    p = sub.add_parser(
+        "bootstrap",
+        help="build the default model, omnivec-mini, offline (about 10 minutes on 2 cores; needs omnivec[export] and espeak-ng)",
+        description="Generate synthetic corpora (coloured shapes, rendered words and digits; words spoken by espeak-ng; tones, "
+        "chords, noises, sirens, rhythms), train a small image tower and audio tower into the space of the locked "
+        "all-MiniLM-L6-v2 text tower with the tiled contrastive loss, evaluate on held-out colour-shape pairs, voices and "
+        "wordings, export the bundle with its parity report, and write a demo collection. Results are cached: a second run "
+        "with the same settings returns at once; the same seed gives the same bundle. `omnivec serve` without --bundle runs "
+        "this first if needed.",
+    )
+    p.add_argument("--out", type=Path, help="output directory (default: DATA_DIR/omnivec-mini, DATA_DIR from --data-dir or $OMNIVEC_DATA_DIR, default ./data)")
+    p.add_argument("--data-dir", type=Path, help="data directory (default $OMNIVEC_DATA_DIR or ./data)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help=f"seed for corpora, initialisation and batches (default {defaults.seed})")
+    p.add_argument("--image-steps", type=int, default=defaults.image_steps, help=f"image tower training steps (default {defaults.image_steps})")
+    p.add_argument("--audio-steps", type=int, default=defaults.audio_steps, help=f"audio tower training steps (default {defaults.audio_steps})")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnivec",
@@ -179,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_classify(sub)
     _add_finetune(sub)
+    _add_bootstrap(sub)
     return parser
 
 
@@ -223,6 +250,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.model.intra_op_threads = args.threads
     if args.data_dir:
         settings.data_dir = args.data_dir
+    if settings.model.bundle is None:  # the default model: build it once, then serve it with its demo
+        from omnivec.model_export.loader import ExportError
+
+        out = default_model_dir(settings.data_dir)
+        if not (out / "bundle" / "manifest.json").is_file():
+            print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 10 minutes on 2 cores)", file=sys.stderr)
+        try:
+            result = run_bootstrap(out)
+        except (ExportError, RuntimeError) as exc:
+            print(f"omnivec serve: error: {exc}\n(or serve a bundle you exported: omnivec serve --bundle DIR)", file=sys.stderr)
+            return 2
+        settings.model.bundle = result.bundle
+        if settings.demo_items is None:
+            settings.demo_items = result.demo / "items.jsonl"
     try:
         run_server(settings)
     except BundleError as exc:
@@ -515,7 +556,41 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify, "finetune": cmd_finetune}
+def default_model_dir(data_dir: Path | None = None) -> Path:
+    """Where `omnivec bootstrap` builds the default model unless told otherwise."""
+    from omnivec.server.settings import Settings
+
+    return Path(data_dir or Settings().data_dir) / "omnivec-mini"
+
+
+def run_bootstrap(out: Path, *, seed: int = 0, image_steps: int | None = None, audio_steps: int | None = None, threads: int | None = None) -> "BootstrapResult":
+    """Build (or reuse) omnivec-mini under `out`; raises ExportError/RuntimeError naming the fix."""
+    from omnivec.finetune.bootstrap import BootstrapConfig, bootstrap
+    from omnivec.model_export.loader import require_torch
+
+    require_torch()
+    config = BootstrapConfig(out=out, seed=seed, threads=threads)
+    if image_steps is not None:
+        config.image_steps = image_steps
+    if audio_steps is not None:
+        config.audio_steps = audio_steps
+    return bootstrap(config)
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from omnivec.model_export.loader import ExportError
+
+    out = args.out or default_model_dir(args.data_dir)
+    try:
+        result = run_bootstrap(out, seed=args.seed, image_steps=args.image_steps, audio_steps=args.audio_steps, threads=args.threads)
+    except (ExportError, RuntimeError) as exc:
+        print(f"omnivec bootstrap: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"bundle": str(result.bundle), "demo": str(result.demo), "cached": result.cached, "metrics": result.metrics}))
+    return 0
+
+
+COMMANDS = {"bootstrap": cmd_bootstrap, "export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify, "finetune": cmd_finetune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

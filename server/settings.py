@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMNIVEC_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Where indexes, caches and bootstrapped models live.")
+    demo_items: Path | None = Field(
+        None,
+        description="An items.jsonl (file + payload per line) indexed into the `demo` collection at startup when that "
+        "collection is missing or incomplete; /readyz answers 503 until it is done. `omnivec serve` without --bundle "
+        "sets it to the bootstrapped default model's demo.",
+    )
     model: ModelSettings = Field(default_factory=ModelSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +50,12 @@ def test_embed_reports_bad_image(tmp_path, tiny_bundle):
     assert proc.returncode == 2 and "bad.jpg" in proc.stderr
 
 
-def test_serve_without_bundle_explains():
-    proc = _run("serve", "--port", "0", timeout=60)
-    assert proc.returncode == 2 and "omnivec export" in proc.stderr
+def test_serve_without_bundle_builds_the_default_model_or_names_the_fix(tmp_path):
+    """No --bundle: omnivec-mini is built first; without espeak-ng that fails fast, naming the install
+    command and the --bundle alternative (the full build is covered by tests/test_readme.py)."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent), "OMNIVEC_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run([sys.executable, "-m", "omnivec", "serve", "--port", "0"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "building the default model omnivec-mini" in proc.stderr
+    assert "apt-get install espeak-ng" in proc.stderr and "--bundle" in proc.stderr
+    assert not (tmp_path / "data" / "omnivec-mini" / "bundle").exists()

@@ -24,6 +24,7 @@ from ..index import IndexStore, open_store
 from ..metrics import Metrics
 from ..services.index_builder import IndexBuilder
 from ..services.collections import CollectionService
+from ..services.demo import index_demo
 from ..services.embedding import EmbeddingService
 from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
@@ -166,6 +167,11 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     app.state.labelsets = LabelSetStore(settings.labelsets_dir)
 
 
+def _log_demo_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("indexing the demo collection failed: %s", task.exception(), exc_info=task.exception())
+
+
 def create_app(settings: Settings | None = None, service: EmbeddingService | None = None, store: IndexStore | None = None) -> FastAPI:
     """Build the app; the bundle is loaded at startup unless a ready `service` is given (tests).
 
@@ -191,10 +197,17 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
                 await app.state.service.close()
             raise
         _start_index(app, settings, app.state.service, index_store)
+        if settings.demo_items is not None:
+            app.state.demo_task = asyncio.create_task(index_demo(app.state.collections, settings.demo_items))
+            app.state.demo_task.add_done_callback(_log_demo_failure)
         log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
         try:
             yield
         finally:
+            if app.state.demo_task is not None:
+                app.state.demo_task.cancel()
+                await asyncio.gather(app.state.demo_task, return_exceptions=True)
+                app.state.demo_task = None
             await app.state.collections.builder.close()
             await app.state.fetcher.aclose()
             if own_store:
@@ -214,6 +227,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     )
     app.state.settings = settings
     app.state.service = None
+    app.state.demo_task = None
     for name in _INDEX_STATE:
         setattr(app.state, name, None)
     app.state.metrics = service.metrics if service is not None and service.metrics is not None else Metrics()

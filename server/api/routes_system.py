@@ -22,7 +22,14 @@ async def readyz(request: Request) -> JSONResponse:
     service = getattr(request.app.state, "service", None)
     if service is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": service.manifest.model_name})
+    demo = getattr(request.app.state, "demo_task", None)
+    if demo is not None and not demo.done():
+        return JSONResponse({"status": "indexing the demo collection", "model": service.manifest.model_name}, status_code=503)
+    body = {"status": "ready", "model": service.manifest.model_name}
+    if demo is not None:
+        failed = demo.cancelled() or demo.exception() is not None
+        body["demo"] = "failed (see the server log)" if failed else f"{demo.result()} items in collection 'demo'"
+    return JSONResponse(body)
 
 
 @router.get("/v1/models", response_model=ModelsResponse, summary="What is loaded: modalities, dim, space id, parity")

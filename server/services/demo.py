@@ -1,0 +1,63 @@
+"""Index a demo collection at startup, so a fresh server has something to search.
+
+`omnivec bootstrap` writes `items.jsonl` (one `{"file": ..., "payload": {...}}` per line, files
+relative to it); the server embeds those items into the `demo` collection unless it already holds
+them all. Item ids are content hashes, so an interrupted run simply completes on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..errors import ErrorCode, OmnivecError
+from ..mediatype import suffix_modality
+from .collections import CollectionService, ItemSpec
+from .inputs import RawInput
+
+log = logging.getLogger("omnivec.demo")
+
+DEMO_COLLECTION = "demo"
+BATCH = 32
+
+
+def read_items(items_file: Path) -> list[tuple[Path, dict]]:
+    """(media path, payload) per line of an items.jsonl; paths are relative to the file."""
+    rows = []
+    for n, line in enumerate(Path(items_file).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append((Path(items_file).parent / row["file"], dict(row.get("payload") or {})))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{items_file}:{n}: expected {{\"file\": ..., \"payload\": {{...}}}}: {exc}") from exc
+    return rows
+
+
+async def index_demo(collections: CollectionService, items_file: Path, name: str = DEMO_COLLECTION) -> int:
+    """Create and fill the demo collection if it is missing or incomplete; returns its item count."""
+    items = read_items(items_file)
+    try:
+        info = await collections.get(name)
+        if info.count >= len(items):
+            log.info("demo collection %r already holds %d items", name, info.count)
+            return info.count
+    except OmnivecError as exc:
+        if exc.code != ErrorCode.COLLECTION_NOT_FOUND:
+            raise
+        await collections.create(name, description=f"demo items from {items_file}", payload_indexes={"label": "keyword", "kind": "keyword"})
+    errors = 0
+    for start in range(0, len(items), BATCH):
+        specs = [
+            ItemSpec(i, RawInput(suffix_modality(path.name) or "image", path.read_bytes(), str(path)), None, payload)
+            for i, (path, payload) in enumerate(items[start : start + BATCH])
+        ]
+        result = await collections.add_items(name, specs)
+        errors += len(result.errors)
+        for error in result.errors:
+            log.warning("demo item %s not indexed: %s", items[start + error.index][0], error.message)
+    count = (await collections.get(name)).count
+    log.info("demo collection %r: %d items indexed (%d failed)", name, count, errors)
+    return count

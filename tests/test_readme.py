@@ -1,0 +1,78 @@
+"""The README's quick start, run as written: the serve command bootstraps omnivec-mini and serves
+it with the demo collection, and the three curl examples answer sensibly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from omnivec.server_process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("curl") is None, reason="needs espeak-ng and curl"),
+]
+
+
+def readme_block(name: str) -> str:
+    """The fenced block right after `<!-- readme-test: NAME -->`."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- readme-test: {name} -->\s*```bash\n(.*?)```", text, re.S)
+    assert match, f"README has no block marked readme-test: {name}"
+    return match.group(1)
+
+
+def commands(block: str) -> list[str]:
+    return [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def test_readme_names_the_test_command_ci_runs():
+    assert commands(readme_block("tests")) == [(ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]]
+
+
+@pytest.mark.timeout(1800)
+def test_readme_quick_start(tmp_path):
+    [serve] = commands(readme_block("serve"))
+    port, data = free_port(), tmp_path / "data"
+    env = {**os.environ, "OMNIVEC_DATA_DIR": str(data), "OMNIVEC_SERVER__PORT": str(port), "OMNIVEC_MODEL__INTRA_OP_THREADS": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["bash", "-c", serve], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 1500
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        else:
+            pytest.fail("the README's serve command did not become ready:\n" + log.read_text()[-3000:])
+        assert "building the default model omnivec-mini" in log.read_text()
+
+        answers = []
+        for command in commands(readme_block("try")):
+            command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("@data/", f"@{data}/")
+            done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, (command, done.stderr)
+            answers.append(json.loads(done.stdout))
+        by_text, by_image, spoken = answers
+        assert "red heart" in [h["payload"]["label"] for h in by_text["results"]], by_text
+        assert all(h["payload"]["label"].endswith("heart") for h in by_text["results"]), by_text
+        assert [h["payload"]["label"] for h in by_image["results"]] == ["blue star"] * 3, by_image
+        assert spoken["results"][0]["labels"][0]["label"] == "seven", spoken
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(60)
