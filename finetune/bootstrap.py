@@ -62,6 +62,7 @@ class BootstrapResult:
     bundle: Path
     demo: Path
     metrics: dict[str, float]
+    untrained: dict[str, float]  # the same evaluation before training: the baseline
     cached: bool
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -101,17 +102,30 @@ def _say(progress: bool) -> Callable[[str], None]:
     return (lambda msg: print(msg, flush=True)) if progress else (lambda _msg: None)
 
 
+def cached(config: BootstrapConfig) -> BootstrapResult | None:
+    """The finished build under `config.out` if it was made with these settings (no torch needed)."""
+    out = Path(config.out)
+    stamp = out / "bootstrap.json"
+    if not stamp.is_file() or not (out / "bundle" / "manifest.json").is_file():
+        return None
+    try:
+        done = json.loads(stamp.read_text())
+    except json.JSONDecodeError:
+        return None
+    if done.get("cache_key") != config.cache_key():
+        return None
+    return BootstrapResult(out, out / "bundle", out / "demo", done["metrics"], done.get("untrained", {}), cached=True, timings=done.get("timings", {}))
+
+
 def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapResult:
     """Build (or reuse) the default model under `config.out`; see the module docstring."""
     started = time.perf_counter()
     say = _say(progress)
     out = Path(config.out)
-    stamp = out / "bootstrap.json"
-    if stamp.is_file():
-        done = json.loads(stamp.read_text())
-        if done.get("cache_key") == config.cache_key() and (out / "bundle" / "manifest.json").is_file():
-            say(f"omnivec-mini already built in {out} (delete it to rebuild)")
-            return BootstrapResult(out, out / "bundle", out / "demo", done["metrics"], cached=True)
+    previous = cached(config)
+    if previous is not None:
+        say(f"omnivec-mini already built in {out} (delete it to rebuild)")
+        return previous
     from omnivec.model_export.loader import require_torch
 
     require_torch()
@@ -140,10 +154,12 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
         p.requires_grad_(False)
     texts = TextCache(model, loaded.tokenizer)
     data = timed("decode", lambda: _decode(corpora, loaded, say))
+    untrained = timed("evaluate_untrained", lambda: evaluate(model, data, texts))  # the baseline: where training starts
     timed("train_image", lambda: train_tower(model.visual, model, data["train_image"], texts, config.image_steps, config, "image", progress))
     timed("train_audio", lambda: train_tower(model.audio_tower, model, data["train_audio"], texts, config.audio_steps, config, "audio", progress))
     model.eval()
-    metrics = timed("evaluate", lambda: evaluate(model, data, texts))
+    details: dict[str, Any] = {}
+    metrics = timed("evaluate", lambda: evaluate(model, data, texts, details))
     say("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
     from omnivec.model_export.export import export_bundle
@@ -156,12 +172,12 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
     exported = LoadedModel(model, loaded.name, "omnivec-bootstrap", loaded.tokenizer, loaded.preprocess_cfg, source)
     timed("export", lambda: export_bundle(MODEL, "none", bundle, loaded=exported, progress=say))
     demo = timed("demo", lambda: write_demo(corpora, out / "demo", config))
-    report = {"cache_key": config.cache_key(), "config": {k: str(v) for k, v in asdict(config).items()}, "metrics": metrics, "timings": timings}
-    (out / "report.md").write_text(markdown_report(metrics, timings))
-    stamp.write_text(json.dumps(report, indent=2))
+    report = {"cache_key": config.cache_key(), "config": {k: str(v) for k, v in asdict(config).items()}, "metrics": metrics, "untrained": untrained, "timings": timings, **details}
+    (out / "report.md").write_text(markdown_report(metrics, untrained, timings, details.get("paraphrases", [])))
+    (out / "bootstrap.json").write_text(json.dumps(report, indent=2))
     seconds = time.perf_counter() - started
     say(f"omnivec-mini built in {seconds:.0f} s: bundle {bundle}, demo collection {demo}")
-    return BootstrapResult(out, bundle, demo, metrics, cached=False, seconds=seconds, timings=timings)
+    return BootstrapResult(out, bundle, demo, metrics, untrained, cached=False, seconds=seconds, timings=timings)
 
 
 @contextlib.contextmanager
@@ -217,7 +233,8 @@ def _generate_corpora(config: BootstrapConfig, root: Path, progress: bool) -> di
     manifests = {}
     for name, make in jobs.items():
         folder = root / name
-        key = f"{config.cache_key()}:{name}"
+        # corpora depend on the seed and sizes only: changing step counts reuses them
+        key = json.dumps({"v": FORMAT_VERSION, "corpus": name, "seed": config.seed, "sizes": [config.per_combo, config.per_word_picture, config.per_word_speech, config.per_sound, config.eval_per_class]})
         if (folder / "manifest.csv").is_file() and (folder / ".key").is_file() and (folder / ".key").read_text() == key:
             manifests[name] = folder / "manifest.csv"
             continue
@@ -391,8 +408,10 @@ def _hit_at_5(scores: Any, targets: list[set[str]], labels: list[str]) -> float:
     return sum(any(labels[j] in want for j in row) for row, want in zip(top, targets)) / max(1, len(targets))
 
 
-def evaluate(model: Any, data: dict[str, Items], texts: TextCache) -> dict[str, float]:
-    """The quality bars: held-out colour-shape pairs, held-out voices, paraphrases, retrieval."""
+def evaluate(model: Any, data: dict[str, Items], texts: TextCache, details: dict | None = None) -> dict[str, float]:
+    """The quality bars: held-out colour-shape pairs, held-out voices, paraphrases, retrieval.
+
+    `details`, if given, receives each paraphrase query's top-5 labels (written to the report)."""
     shape_classes = {f"{c} {s}": [t.format(color=c, shape=s) for t in SHAPE_PROMPTS] for c in COLORS for s in SHAPES}
     heldout_shape_classes = {f"{c} {s}": [t.format(color=c, shape=s) for t in pictures.HELD_OUT_TEMPLATES] for c in COLORS for s in SHAPES}
     words = sorted(set(data["heldout_speech"].labels))
@@ -426,7 +445,11 @@ def evaluate(model: Any, data: dict[str, Items], texts: TextCache) -> dict[str, 
     hits = []
     for modality, query, want in PARAPHRASE_QUERIES:
         emb, labels = pools[modality]
-        hits.append(_hit_at_5(texts([query]) @ emb.T, [set(want)], labels))
+        scores = texts([query]) @ emb.T
+        hits.append(_hit_at_5(scores, [set(want)], labels))
+        if details is not None:
+            top = [labels[j] for j in scores[0].topk(5).indices.tolist()]
+            details.setdefault("paraphrases", []).append({"query": query, "want": list(want), "top5": top, "hit": bool(hits[-1])})
     metrics["paraphrase_top5"] = sum(hits) / len(hits)
     # cross-modal retrieval, class level: a hit when one of the top 5 items has the query's label
     img_items = data["eval_image"]
@@ -441,10 +464,13 @@ def evaluate(model: Any, data: dict[str, Items], texts: TextCache) -> dict[str, 
     return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
-def markdown_report(metrics: dict[str, float], timings: dict[str, float]) -> str:
-    lines = ["# omnivec-mini bootstrap report", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in metrics.items()]
+def markdown_report(metrics: dict[str, float], untrained: dict[str, float], timings: dict[str, float], paraphrases: list[dict] | None = None) -> str:
+    lines = ["# omnivec-mini bootstrap report", "", "| metric | trained | untrained |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.3f} | {untrained.get(k, float('nan')):.3f} |" for k, v in metrics.items()]
     lines += ["", "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    if paraphrases:
+        lines += ["", "| paraphrase query | right class in top 5 | top 5 |", "|---|---|---|"]
+        lines += [f"| {p['query']} | {'yes' if p['hit'] else 'no'} | {', '.join(p['top5'])} |" for p in paraphrases]
     return "\n".join(lines) + "\n"
 
 

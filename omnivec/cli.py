@@ -6,14 +6,13 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
-
-    from omnivec.finetune.bootstrap import BootstrapResult
 
 EPILOG = """examples:
   omnivec serve                                              # the default model omnivec-mini (built on first run) + demo collection
@@ -251,16 +250,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         settings.data_dir = args.data_dir
     if settings.model.bundle is None:  # the default model: build it once, then serve it with its demo
-        from omnivec.model_export.loader import ExportError
+        from omnivec.finetune.bootstrap import BootstrapConfig, cached
 
         out = default_model_dir(settings.data_dir)
-        if not (out / "bundle" / "manifest.json").is_file():
-            print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 10 minutes on 2 cores)", file=sys.stderr)
-        try:
-            result = run_bootstrap(out)
-        except (ExportError, RuntimeError) as exc:
-            print(f"omnivec serve: error: {exc}\n(or serve a bundle you exported: omnivec serve --bundle DIR)", file=sys.stderr)
-            return 2
+        result = cached(BootstrapConfig(out=out))
+        if result is None:
+            # In a child process, so this server process never imports torch.
+            print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 3-5 minutes on 2 cores)", file=sys.stderr)
+            build = subprocess.run([sys.executable, "-m", "omnivec", "bootstrap", "--out", str(out)])
+            result = cached(BootstrapConfig(out=out))
+            if build.returncode != 0 or result is None:
+                print("omnivec serve: error: building the default model failed (see above); or serve a bundle you exported: omnivec serve --bundle DIR", file=sys.stderr)
+                return 2
         settings.model.bundle = result.bundle
         if settings.demo_items is None:
             settings.demo_items = result.demo / "items.jsonl"
@@ -563,26 +564,14 @@ def default_model_dir(data_dir: Path | None = None) -> Path:
     return Path(data_dir or Settings().data_dir) / "omnivec-mini"
 
 
-def run_bootstrap(out: Path, *, seed: int = 0, image_steps: int | None = None, audio_steps: int | None = None, threads: int | None = None) -> "BootstrapResult":
-    """Build (or reuse) omnivec-mini under `out`; raises ExportError/RuntimeError naming the fix."""
-    from omnivec.finetune.bootstrap import BootstrapConfig, bootstrap
-    from omnivec.model_export.loader import require_torch
-
-    require_torch()
-    config = BootstrapConfig(out=out, seed=seed, threads=threads)
-    if image_steps is not None:
-        config.image_steps = image_steps
-    if audio_steps is not None:
-        config.audio_steps = audio_steps
-    return bootstrap(config)
-
-
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from omnivec.model_export.loader import ExportError
+    from omnivec.finetune.bootstrap import BootstrapConfig, bootstrap
+    from omnivec.model_export.loader import ExportError, require_torch
 
-    out = args.out or default_model_dir(args.data_dir)
+    config = BootstrapConfig(out=args.out or default_model_dir(args.data_dir), seed=args.seed, image_steps=args.image_steps, audio_steps=args.audio_steps, threads=args.threads)
     try:
-        result = run_bootstrap(out, seed=args.seed, image_steps=args.image_steps, audio_steps=args.audio_steps, threads=args.threads)
+        require_torch()
+        result = bootstrap(config)
     except (ExportError, RuntimeError) as exc:
         print(f"omnivec bootstrap: error: {exc}", file=sys.stderr)
         return 2

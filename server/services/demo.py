@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ErrorCode, OmnivecError
+from ..ids import content_id
 from ..mediatype import suffix_modality
 from .collections import CollectionService, ItemSpec
 from .inputs import RawInput
@@ -41,23 +42,33 @@ async def index_demo(collections: CollectionService, items_file: Path, name: str
     items = read_items(items_file)
     try:
         info = await collections.get(name)
-        if info.count >= len(items):
-            log.info("demo collection %r already holds %d items", name, info.count)
-            return info.count
     except OmnivecError as exc:
         if exc.code != ErrorCode.COLLECTION_NOT_FOUND:
             raise
+        info = None
+    if info is not None and info.space_id != collections.space_id:
+        # The demo belongs to the default model: after a rebuild its old vectors are meaningless.
+        log.warning("demo collection %r holds vectors of %s, not %s: rebuilding it", name, info.space_id, collections.space_id)
+        await collections.delete(name)
+        info = None
+    if info is None:
         await collections.create(name, description=f"demo items from {items_file}", payload_indexes={"label": "keyword", "kind": "keyword"})
+    inputs = [RawInput(suffix_modality(path.name) or "image", path.read_bytes(), str(path)) for path, _ in items]
+    ids = [content_id(raw.kind, raw.value) for raw in inputs]
+    present = await collections.existing_ids(name, ids) if info is not None else set()
+    todo = [k for k, point_id in enumerate(ids) if point_id not in present]
+    if not todo:
+        log.info("demo collection %r already holds all %d items", name, len(items))
+        return len(items)
+    log.info("demo collection %r: indexing %d of %d items", name, len(todo), len(items))
     errors = 0
-    for start in range(0, len(items), BATCH):
-        specs = [
-            ItemSpec(i, RawInput(suffix_modality(path.name) or "image", path.read_bytes(), str(path)), None, payload)
-            for i, (path, payload) in enumerate(items[start : start + BATCH])
-        ]
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start : start + BATCH]
+        specs = [ItemSpec(i, inputs[k], ids[k], items[k][1]) for i, k in enumerate(chunk)]
         result = await collections.add_items(name, specs)
         errors += len(result.errors)
         for error in result.errors:
-            log.warning("demo item %s not indexed: %s", items[start + error.index][0], error.message)
+            log.warning("demo item %s not indexed: %s", items[chunk[error.index]][0], error.message)
     count = (await collections.get(name)).count
-    log.info("demo collection %r: %d items indexed (%d failed)", name, count, errors)
+    log.info("demo collection %r: %d items (%d could not be indexed)", name, count, errors)
     return count

@@ -34,6 +34,9 @@ def test_reduced_bootstrap_clears_the_floors(built):
     assert m["speech_heldout_voice_top1"] >= 0.5, m
     assert m["paraphrase_top5"] >= 0.4, m
     assert m["text_to_image_r@5"] >= 0.6 and m["text_to_audio_r@5"] >= 0.5 and m["audio_to_image_r@5"] >= 0.3, m
+    base = built.untrained  # the same evaluation before training: near chance
+    for key in ("image_heldout_combo_top1", "speech_heldout_voice_top1", "paraphrase_top5"):
+        assert base[key] <= m[key] - 0.3, (key, base[key], m[key])
     report = json.loads((built.out / "bootstrap.json").read_text())
     assert report["metrics"] == m and (built.out / "report.md").read_text().count("|") > 20
     print("reduced bootstrap metrics:", json.dumps(m))
@@ -51,7 +54,7 @@ def test_bundle_has_three_towers_at_parity(built):
 def test_second_run_returns_the_cached_build(built):
     before = {p: p.stat().st_mtime_ns for p in built.bundle.iterdir()}
     again = bootstrap(BootstrapConfig(out=built.out, **REDUCED), progress=False)
-    assert again.cached and again.metrics == built.metrics
+    assert again.cached and again.metrics == built.metrics and again.untrained == built.untrained
     assert {p: p.stat().st_mtime_ns for p in built.bundle.iterdir()} == before
 
 
