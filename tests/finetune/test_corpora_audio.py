@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import shutil
 from collections import defaultdict
@@ -13,18 +12,10 @@ import pytest
 import soundfile as sf
 
 from omnivec.finetune.corpora import sounds, speech
+from tests.files import csv_rows, tree_digests
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 WORDS = ["seven", "cat", "coffee", "blue"]
-
-
-def _rows(manifest: Path) -> list[dict[str, str]]:
-    with manifest.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +28,15 @@ def spoken(tmp_path_factory) -> Path:
 @needs_espeak
 def test_speech_same_seed_same_bytes_other_seed_differs(spoken, tmp_path):
     again = speech.generate(tmp_path / "again", per_word=6, words=WORDS, workers=1)  # serial, unlike the fixture
-    assert _digests(spoken.parent) == _digests(again.parent)
+    assert tree_digests(spoken.parent) == tree_digests(again.parent)
     other = speech.generate(tmp_path / "other", per_word=6, words=WORDS, seed=1)
     assert other.read_bytes() != spoken.read_bytes()
-    assert _digests(other.parent / "audio") != _digests(spoken.parent / "audio")
+    assert tree_digests(other.parent / "audio") != tree_digests(spoken.parent / "audio")
 
 
 @needs_espeak
 def test_speech_manifest_labels_captions_and_splits(spoken):
-    rows = _rows(spoken)
+    rows = csv_rows(spoken)
     assert list(rows[0]) == ["audio", "caption", "label", "voice", "split"]
     assert len(rows) == 6 * len(WORDS) and len({r["audio"] for r in rows}) == len(rows)
     train, held = speech.split_voices(0)
@@ -60,7 +51,7 @@ def test_speech_manifest_labels_captions_and_splits(spoken):
 
 @needs_espeak
 def test_speech_clips_are_16k_mono_audible_and_fit_the_window(spoken):
-    for r in _rows(spoken):
+    for r in csv_rows(spoken):
         info = sf.info(spoken.parent / r["audio"])
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         x, _ = sf.read(spoken.parent / r["audio"], dtype="float32")
@@ -124,8 +115,8 @@ def test_new_sounds_are_deterministic_audible_and_clip_sized(tmp_path):
     a = sounds.generate(tmp_path / "a", per_class=4, seed=3, classes=classes)
     b = sounds.generate(tmp_path / "b", per_class=4, seed=3, classes=classes)
     c = sounds.generate(tmp_path / "c", per_class=4, seed=4, classes=classes)
-    assert _digests(a.parent) == _digests(b.parent) and _digests(a.parent) != _digests(c.parent)
-    rows = _rows(a)
+    assert tree_digests(a.parent) == tree_digests(b.parent) and tree_digests(a.parent) != tree_digests(c.parent)
+    rows = csv_rows(a)
     assert list(rows[0]) == ["audio", "caption", "label"] and len(rows) == 4 * len(classes)
     for label in {r["label"] for r in rows}:
         assert len({r["caption"] for r in rows if r["label"] == label}) > 1, f"captions vary for {label}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -12,15 +10,7 @@ from PIL import Image
 
 from omnivec.finetune.corpora import pictures
 from omnivec.finetune.corpora.shapes import COLORS, SHAPES
-
-
-def _rows(manifest: Path) -> list[dict[str, str]]:
-    with manifest.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+from tests.files import csv_rows, tree_digests
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +20,13 @@ def corpus(tmp_path_factory) -> pictures.PictureSet:
 
 def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     again = pictures.generate(tmp_path / "again", per_combo=2, per_word=2, seed=3)
-    assert _digests(corpus.manifest.parent) == _digests(again.manifest.parent)
+    assert tree_digests(corpus.manifest.parent) == tree_digests(again.manifest.parent)
     other = pictures.generate(tmp_path / "other", per_combo=2, per_word=2, seed=4)
-    assert _digests(corpus.manifest.parent) != _digests(other.manifest.parent)
+    assert tree_digests(corpus.manifest.parent) != tree_digests(other.manifest.parent)
 
 
 def test_classes_cover_every_colour_shape_word_and_digit(corpus):
-    rows = _rows(corpus.manifest)
+    rows = csv_rows(corpus.manifest)
     labels = {r["label"] for r in rows}
     assert labels == set(corpus.classes)
     assert len([c for c in corpus.classes if c.split()[-1] in SHAPES]) == len(COLORS) * len(SHAPES) >= 24
@@ -51,14 +41,14 @@ def test_held_out_pairs_are_a_latin_square_and_never_in_training(corpus):
     assert len(held) == 16
     assert Counter(c for c, _ in held) == {c: 2 for c in COLORS}  # every colour still seen with 6 shapes
     assert Counter(s for _, s in held) == {s: 2 for s in SHAPES}  # every shape still seen in 6 colours
-    rows = _rows(corpus.manifest)
+    rows = csv_rows(corpus.manifest)
     held_labels = {pictures.shape_label(c, s) for c, s in held}
     assert set(corpus.held_out) == held_labels
     assert all((r["split"] == "heldout_combo") == (r["label"] in held_labels) for r in rows)
 
 
 def test_held_out_rows_use_held_out_wording_and_articles_are_right(corpus):
-    rows = _rows(corpus.manifest)
+    rows = csv_rows(corpus.manifest)
     stems = [t.split("{")[0] for t in pictures.HELD_OUT_TEMPLATES]
     for row in rows:
         caption = row["caption"].replace(" an ", " a ")
