@@ -134,6 +134,7 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
     if config.threads:
         torch.set_num_threads(config.threads)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "bootstrap.json").unlink(missing_ok=True)  # an older build's stamp must not outlive it
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
