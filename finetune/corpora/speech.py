@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ import numpy as np
 
 RATE = 16000
 CLIP_SECONDS = 1.5  # the omnivec-mini audio tower's window; shorter clips are zero-padded there
-ESPEAK_RATE = 22050
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 NOUNS = (
@@ -125,22 +125,6 @@ def split_voices(seed: int = 0, voices: Sequence[str] | None = None, held_out: i
     return [v for v in voices if v not in held], [v for v in voices if v in held]
 
 
-def _read_wav_stream(data: bytes) -> tuple[np.ndarray, int]:
-    """Samples and rate from espeak-ng's --stdout WAV; its header sizes are placeholders, so the data runs to the end."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise RuntimeError("espeak-ng did not write a WAV stream")
-    pos, rate = 12, 0
-    while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if chunk == b"fmt ":
-            rate = int.from_bytes(data[pos + 12 : pos + 16], "little")
-        elif chunk == b"data":
-            pcm = data[pos + 8 :]
-            return np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0, rate
-        pos += 8 + size
-    raise RuntimeError("espeak-ng's WAV stream has no data chunk")
-
-
 def _trim(x: np.ndarray) -> np.ndarray:
     """The span between the first and last sample above the silence threshold."""
     loud = np.flatnonzero(np.abs(x) > SILENCE_THRESHOLD * (np.abs(x).max() + 1e-9))
@@ -149,14 +133,17 @@ def _trim(x: np.ndarray) -> np.ndarray:
 
 def synthesize(word: str, voice: str, *, speed: int = 160, pitch: int = 50) -> np.ndarray:
     """One word as 16 kHz mono float32, silence trimmed from both ends."""
+    import soundfile as sf
     import soxr
 
-    cmd = [espeak_path(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-z", "--stdout"]
-    # The text goes in on stdin so that a word can never be read as an option.
-    done = subprocess.run(cmd, input=word.encode(), capture_output=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"espeak-ng failed for {word!r} in voice {voice!r}: {done.stderr.decode(errors='replace').strip()}")
-    samples, rate = _read_wav_stream(done.stdout)
+    with tempfile.TemporaryDirectory(prefix="omnivec-espeak-") as tmp:
+        wav = Path(tmp) / "word.wav"
+        cmd = [espeak_path(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-z", "-w", str(wav)]
+        # The text goes in on stdin so that a word can never be read as an option.
+        done = subprocess.run(cmd, input=word.encode(), capture_output=True, check=False)
+        if done.returncode != 0 or not wav.is_file():
+            raise RuntimeError(f"espeak-ng failed for {word!r} in voice {voice!r}: {done.stderr.decode(errors='replace').strip()}")
+        samples, rate = sf.read(wav, dtype="float32")
     speech = _trim(soxr.resample(samples, rate, RATE).astype(np.float32))
     if len(speech) == 0:
         raise RuntimeError(f"espeak-ng produced silence for {word!r} in voice {voice!r}")
