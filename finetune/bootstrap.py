@@ -14,7 +14,6 @@ batch contains two positives for the same caption (the contrastive loss would pu
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .corpora import pictures, sounds, speech
+from .data import read_manifest
 from .corpora.shapes import COLORS, SHAPES
 
 MODEL = "omnivec-mini"
@@ -246,10 +246,6 @@ def _generate_corpora(config: BootstrapConfig, root: Path, progress: bool) -> di
     return manifests
 
 
-def _rows(manifest: Path) -> list[dict[str, str]]:
-    with manifest.open(newline="") as f:
-        return list(csv.DictReader(f))
-
 
 # --- data ----------------------------------------------------------------------------------
 
@@ -288,19 +284,19 @@ def _decode(corpora: dict[str, Path], loaded: Any, say: Callable[[str], None]) -
     def join(a: Items, b: Items) -> Items:
         return Items(torch.cat([a.inputs, b.inputs]), a.labels + b.labels, a.captions + b.captions, a.kinds + b.kinds)
 
-    pics = _rows(corpora["pictures"])
-    speech_rows = _rows(corpora["speech"])
+    pics = read_manifest(corpora["pictures"])
+    speech_rows = read_manifest(corpora["speech"])
     root = {k: v.parent for k, v in corpora.items()}
     return {
         "train_image": images([r for r in pics if r["split"] == "train"], root["pictures"]),
         "heldout_image": images([r for r in pics if r["split"] != "train"], root["pictures"]),
-        "eval_image": images(_rows(corpora["pictures_eval"]), root["pictures_eval"]),
+        "eval_image": images(read_manifest(corpora["pictures_eval"]), root["pictures_eval"]),
         "train_audio": join(
             audio([r for r in speech_rows if r["split"] == "train"], root["speech"], "speech"),
-            audio(_rows(corpora["sounds"]), root["sounds"], "sound"),
+            audio(read_manifest(corpora["sounds"]), root["sounds"], "sound"),
         ),
         "heldout_speech": audio([r for r in speech_rows if r["split"] != "train"], root["speech"], "speech"),
-        "eval_sound": audio(_rows(corpora["sounds_eval"]), root["sounds_eval"], "sound"),
+        "eval_sound": audio(read_manifest(corpora["sounds_eval"]), root["sounds_eval"], "sound"),
     }
 
 
@@ -479,14 +475,15 @@ def markdown_report(metrics: dict[str, float], untrained: dict[str, float], timi
 
 
 def write_demo(corpora: dict[str, Path], out: Path, config: BootstrapConfig) -> Path:
-    """A few hundred evaluation pictures and clips (never trained on) with payloads, as items.jsonl."""
+    """A few hundred evaluation pictures and clips (never trained on) with payloads, as items.jsonl
+    in the manifest format `omnivec index` reads (`path` relative to it, plus a `payload`)."""
     if out.exists():
         shutil.rmtree(out)
     (out / "media").mkdir(parents=True)
     rng = random.Random(config.seed)
     picked: list[tuple[Path, dict[str, str], str]] = []
     for name, modality in (("pictures_eval", "image"), ("speech", "audio"), ("sounds_eval", "audio")):
-        rows = _rows(corpora[name])
+        rows = read_manifest(corpora[name])
         if name == "speech":
             rows = [r for r in rows if r["split"] != "train"]
         by_label: dict[str, list[dict[str, str]]] = {}
@@ -499,8 +496,8 @@ def write_demo(corpora: dict[str, Path], out: Path, config: BootstrapConfig) -> 
         for path, row, modality in picked:
             target = out / "media" / f"{path.parent.parent.name}_{path.name}"
             shutil.copyfile(path, target)
-            payload = {"label": row["label"], "caption": row["caption"], "modality": modality, "file": target.name}
+            payload = {"label": row["label"], "caption": row["caption"], "modality": modality}
             if "kind" in row:
                 payload["kind"] = row["kind"]
-            f.write(json.dumps({"file": f"media/{target.name}", "payload": payload}) + "\n")
+            f.write(json.dumps({"path": f"media/{target.name}", "payload": payload}) + "\n")
     return out

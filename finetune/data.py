@@ -33,7 +33,7 @@ def read_pairs(source: Path, templates: list[str], modality: str = "image") -> l
         return _class_folder(source, templates, SUFFIXES[modality])
     if not source.is_file():
         raise FileNotFoundError(f"training data {source} does not exist")
-    rows = _manifest_rows(source)
+    rows = read_manifest(source)
     pairs = []
     for i, row in enumerate(rows):
         media = row.get(modality) or row.get("path") or row.get("file")
@@ -47,7 +47,8 @@ def read_pairs(source: Path, templates: list[str], modality: str = "image") -> l
     return pairs
 
 
-def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV or JSONL manifest, as dicts."""
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     with path.open(newline="", encoding="utf-8") as f:

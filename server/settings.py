@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where indexes, caches and bootstrapped models live.")
     demo_items: Path | None = Field(
         None,
-        description="An items.jsonl (file + payload per line) indexed into the `demo` collection at startup when that "
+        description="A CSV/JSONL manifest in the format `omnivec index` reads (path or text, payload) indexed into the `demo` collection at startup when that "
         "collection is missing or incomplete; /readyz answers 503 until it is done. `omnivec serve` without --bundle "
         "sets it to the bootstrapped default model's demo.",
     )

@@ -1,15 +1,9 @@
-"""Small file helpers shared by the corpus tests."""
+"""A file helper shared by the corpus tests."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
-
-
-def csv_rows(manifest: Path) -> list[dict[str, str]]:
-    with Path(manifest).open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def tree_digests(root: Path) -> dict[str, str]:

@@ -9,13 +9,13 @@ Rendering uses Pillow's bundled font, so images are identical on every machine f
 
 from __future__ import annotations
 
-import csv
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import write_manifest
 from .shapes import COLORS, SHAPES, ShapeDrawing, background, draw_shape
 
 WORDS = ("cat", "dog", "sun", "car", "tree", "fish", "bird", "book", "key", "moon", "boat", "cake", "door", "hat", "cup", "bus")
@@ -120,10 +120,6 @@ def generate(
             done += 1
             if progress:
                 progress(done, total)
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "caption", "label", "kind", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest = write_manifest(out, rows, ["image", "caption", "label", "kind", "split"])
     classes = [shape_label(c, s) for c in COLORS for s in SHAPES] + [f"the word {w}" for w in WORDS] + [f"the number {n}" for n in DIGIT_NAMES]
     return PictureSet(manifest, classes, sorted(shape_label(c, s) for c, s in held))

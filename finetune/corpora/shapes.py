@@ -8,13 +8,14 @@ model's richer corpus (`pictures.py`) is built from the same drawing code. Deter
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import write_manifest
 
 COLORS = {
     "red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (235, 215, 30),
@@ -153,9 +154,4 @@ def generate(out: Path, *, per_combo: int = 8, size: int = 64, seed: int = 0, co
                 draw_shape(color, shape, size, rng)[0].save(out / name)
                 template = CAPTION_TEMPLATES[rng.randrange(len(CAPTION_TEMPLATES))]
                 rows.append({"image": name, "caption": template.format(color=color, shape=shape), "label": f"{color} {shape}"})
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "caption", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, rows, ["image", "caption", "label"])

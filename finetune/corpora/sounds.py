@@ -8,11 +8,12 @@ always drew, so corpora made before the extension are reproduced byte for byte.
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import numpy as np
+
+from . import write_manifest
 
 RATE = 16000
 PITCHES = {"low": 220.0, "middle": 440.0, "high": 880.0, "very high": 1760.0}
@@ -201,9 +202,4 @@ def generate(out: Path, *, per_class: int = 8, seed: int = 0, classes: list[str]
             sf.write(out / name, samples, RATE, subtype="PCM_16")
             rows.append({"audio": name, "caption": caption, "label": label})
     random.Random(seed).shuffle(rows)
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["audio", "caption", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, rows, ["audio", "caption", "label"])

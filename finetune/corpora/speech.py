@@ -11,7 +11,6 @@ random choice is drawn up front, so concurrent synthesis cannot change the outpu
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import random
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import write_manifest
 
 RATE = 16000
 CLIP_SECONDS = 1.5  # the omnivec-mini audio tower's window; shorter clips are zero-padded there
@@ -255,9 +256,4 @@ def generate(
         for done, _ in enumerate(pool.map(render, plans), 1):
             if progress:
                 progress(done, len(plans))
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["audio", "caption", "label", "voice", "split"])
-        writer.writeheader()
-        writer.writerows({"audio": u.name, "caption": u.caption, "label": u.word, "voice": u.voice, "split": u.split} for u in plans)
-    return manifest
+    return write_manifest(out, ({"audio": u.name, "caption": u.caption, "label": u.word, "voice": u.voice, "split": u.split} for u in plans), ["audio", "caption", "label", "voice", "split"])

@@ -1,19 +1,20 @@
 """Index a demo collection at startup, so a fresh server has something to search.
 
-`omnivec bootstrap` writes `items.jsonl` (one `{"file": ..., "payload": {...}}` per line, files
-relative to it); the server embeds those items into the `demo` collection unless it already holds
-them all. Item ids are content hashes, so an interrupted run simply completes on the next start.
+`omnivec bootstrap` writes `items.jsonl` in the manifest format `omnivec index` reads (one
+`{"path": ..., "payload": {...}}` per line, paths relative to it; `omnivec.sources` parses it);
+the server embeds those items into the `demo` collection unless it already holds them all. Item
+ids are content hashes, so an interrupted run simply completes on the next start.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from omnivec.sources import SourceItem, read_source
+
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
-from ..mediatype import suffix_modality
 from .collections import CollectionService, ItemSpec
 from .inputs import RawInput
 
@@ -23,23 +24,16 @@ DEMO_COLLECTION = "demo"
 BATCH = 32
 
 
-def read_items(items_file: Path) -> list[tuple[Path, dict]]:
-    """(media path, payload) per line of an items.jsonl; paths are relative to the file."""
-    rows = []
-    for n, line in enumerate(Path(items_file).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append((Path(items_file).parent / row["file"], dict(row.get("payload") or {})))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{items_file}:{n}: expected {{\"file\": ..., \"payload\": {{...}}}}: {exc}") from exc
-    return rows
+def _raw_input(item: SourceItem) -> RawInput:
+    """A manifest row as the items API's input; files are named by path in messages."""
+    if item.path is None:  # a text row
+        return RawInput("text", str(item.text), item.label)
+    return RawInput(item.modality, item.path.read_bytes(), str(item.path))  # type: ignore[arg-type]
 
 
 async def index_demo(collections: CollectionService, items_file: Path, name: str = DEMO_COLLECTION) -> int:
     """Create and fill the demo collection if it is missing or incomplete; returns its item count."""
-    items = read_items(items_file)
+    items = read_source(str(items_file))
     try:
         info = await collections.get(name)
     except OmnivecError as exc:
@@ -53,8 +47,8 @@ async def index_demo(collections: CollectionService, items_file: Path, name: str
         info = None
     if info is None:
         await collections.create(name, description=f"demo items from {items_file}", payload_indexes={"label": "keyword", "kind": "keyword"})
-    inputs = [RawInput(suffix_modality(path.name) or "image", path.read_bytes(), str(path)) for path, _ in items]
-    ids = [content_id(raw.kind, raw.value) for raw in inputs]
+    inputs = [_raw_input(item) for item in items]
+    ids = [item.id or content_id(raw.kind, raw.value) for item, raw in zip(items, inputs)]
     present = await collections.existing_ids(name, ids) if info is not None else set()
     todo = [k for k, point_id in enumerate(ids) if point_id not in present]
     if not todo:
@@ -64,11 +58,11 @@ async def index_demo(collections: CollectionService, items_file: Path, name: str
     errors = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start : start + BATCH]
-        specs = [ItemSpec(i, inputs[k], ids[k], items[k][1]) for i, k in enumerate(chunk)]
+        specs = [ItemSpec(i, inputs[k], ids[k], items[k].payload) for i, k in enumerate(chunk)]
         result = await collections.add_items(name, specs)
         errors += len(result.errors)
         for error in result.errors:
-            log.warning("demo item %s not indexed: %s", items[chunk[error.index]][0], error.message)
+            log.warning("demo item %s not indexed: %s", inputs[chunk[error.index]].label, error.message)
     count = (await collections.get(name)).count
     log.info("demo collection %r: %d items (%d could not be indexed)", name, count, errors)
     return count

@@ -3,7 +3,6 @@ exports at parity, caches, is reproducible, and its demo collection is served.""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from omnivec.finetune.bootstrap import PARAPHRASE_QUERIES, BootstrapConfig, bootstrap
+from omnivec.finetune.data import read_manifest
 from omnivec.server_process import ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
@@ -61,9 +61,8 @@ def test_second_run_returns_the_cached_build(built):
 def test_paraphrase_queries_use_words_absent_from_every_caption(built):
     vocab: set[str] = set()
     for manifest in (built.out / "corpora").glob("*/manifest.csv"):
-        with manifest.open(newline="") as f:
-            for row in csv.DictReader(f):
-                vocab |= set(re.findall(r"[a-z]+", row["caption"].lower()))
+        for row in read_manifest(manifest):
+            vocab |= set(re.findall(r"[a-z]+", row["caption"].lower()))
     assert len(vocab) > 100
     for _modality, query, _want in PARAPHRASE_QUERIES:
         assert set(re.findall(r"[a-z]+", query.lower())) - vocab - {"a", "an"}, f"{query!r}: every word appears in some caption"
@@ -89,9 +88,9 @@ def test_demo_collection_is_indexed_at_startup_and_searchable(built, tmp_path):
         ready = httpx.get(f"{server.url}/readyz").json()  # start() waited for 200: the demo is indexed
         assert ready["demo"] == f"{len(items)} items in collection 'demo'"
         picture = next(i for i in items if i["payload"]["modality"] == "image")
-        with (built.demo / picture["file"]).open("rb") as f:
+        with (built.demo / picture["path"]).open("rb") as f:
             hits = httpx.post(f"{server.url}/v1/collections/demo/search", files={"image": f}, data={"params": '{"top_k": 3}'}).json()["results"]
-        assert hits[0]["payload"]["file"] == picture["payload"]["file"] and hits[0]["score"] > 0.999
+        assert hits[0]["payload"]["path"] == picture["path"] and hits[0]["score"] > 0.999
         hits = httpx.post(f"{server.url}/v1/collections/demo/search", json={"query": {"text": "the number seven"}, "top_k": 5, "modality": "image"}).json()["results"]
         assert "the number seven" in [h["payload"]["label"] for h in hits], hits
     with ServerProcess(built.bundle, env=env, log=tmp_path / "again.log") as server:  # a restart does not index again

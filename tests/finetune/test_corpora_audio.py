@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from omnivec.finetune.corpora import sounds, speech
-from tests.files import csv_rows, tree_digests
+from omnivec.finetune.data import read_manifest
+from tests.files import tree_digests
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 WORDS = ["seven", "cat", "coffee", "blue"]
@@ -36,7 +37,7 @@ def test_speech_same_seed_same_bytes_other_seed_differs(spoken, tmp_path):
 
 @needs_espeak
 def test_speech_manifest_labels_captions_and_splits(spoken):
-    rows = csv_rows(spoken)
+    rows = read_manifest(spoken)
     assert list(rows[0]) == ["audio", "caption", "label", "voice", "split"]
     assert len(rows) == 6 * len(WORDS) and len({r["audio"] for r in rows}) == len(rows)
     train, held = speech.split_voices(0)
@@ -51,7 +52,7 @@ def test_speech_manifest_labels_captions_and_splits(spoken):
 
 @needs_espeak
 def test_speech_clips_are_16k_mono_audible_and_fit_the_window(spoken):
-    for r in csv_rows(spoken):
+    for r in read_manifest(spoken):
         info = sf.info(spoken.parent / r["audio"])
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         x, _ = sf.read(spoken.parent / r["audio"], dtype="float32")
@@ -116,7 +117,7 @@ def test_new_sounds_are_deterministic_audible_and_clip_sized(tmp_path):
     b = sounds.generate(tmp_path / "b", per_class=4, seed=3, classes=classes)
     c = sounds.generate(tmp_path / "c", per_class=4, seed=4, classes=classes)
     assert tree_digests(a.parent) == tree_digests(b.parent) and tree_digests(a.parent) != tree_digests(c.parent)
-    rows = csv_rows(a)
+    rows = read_manifest(a)
     assert list(rows[0]) == ["audio", "caption", "label"] and len(rows) == 4 * len(classes)
     for label in {r["label"] for r in rows}:
         assert len({r["caption"] for r in rows if r["label"] == label}) > 1, f"captions vary for {label}"

@@ -10,7 +10,8 @@ from PIL import Image
 
 from omnivec.finetune.corpora import pictures
 from omnivec.finetune.corpora.shapes import COLORS, SHAPES
-from tests.files import csv_rows, tree_digests
+from omnivec.finetune.data import read_manifest
+from tests.files import tree_digests
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
 
 
 def test_classes_cover_every_colour_shape_word_and_digit(corpus):
-    rows = csv_rows(corpus.manifest)
+    rows = read_manifest(corpus.manifest)
     labels = {r["label"] for r in rows}
     assert labels == set(corpus.classes)
     assert len([c for c in corpus.classes if c.split()[-1] in SHAPES]) == len(COLORS) * len(SHAPES) >= 24
@@ -41,14 +42,14 @@ def test_held_out_pairs_are_a_latin_square_and_never_in_training(corpus):
     assert len(held) == 16
     assert Counter(c for c, _ in held) == {c: 2 for c in COLORS}  # every colour still seen with 6 shapes
     assert Counter(s for _, s in held) == {s: 2 for s in SHAPES}  # every shape still seen in 6 colours
-    rows = csv_rows(corpus.manifest)
+    rows = read_manifest(corpus.manifest)
     held_labels = {pictures.shape_label(c, s) for c, s in held}
     assert set(corpus.held_out) == held_labels
     assert all((r["split"] == "heldout_combo") == (r["label"] in held_labels) for r in rows)
 
 
 def test_held_out_rows_use_held_out_wording_and_articles_are_right(corpus):
-    rows = csv_rows(corpus.manifest)
+    rows = read_manifest(corpus.manifest)
     stems = [t.split("{")[0] for t in pictures.HELD_OUT_TEMPLATES]
     for row in rows:
         caption = row["caption"].replace(" an ", " a ")

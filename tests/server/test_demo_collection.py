@@ -21,11 +21,11 @@ def demo_items(tmp_path) -> Path:
     rows = []
     for k in range(5):
         (media / f"scene{k}.png").write_bytes(encode(scene(seed=k), "PNG"))
-        rows.append({"file": f"media/scene{k}.png", "payload": {"label": f"scene {k}"}})
+        rows.append({"path": f"media/scene{k}.png", "payload": {"label": f"scene {k}"}})
     (media / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    rows.append({"file": "media/broken.png", "payload": {"label": "broken"}})
+    rows.append({"path": "media/broken.png", "payload": {"label": "broken"}})
     (media / "tone.wav").write_bytes(encode_audio(tone(440.0, 1.2, 16000), 16000))
-    rows.append({"file": "media/tone.wav", "payload": {"label": "a tone"}})
+    rows.append({"path": "media/tone.wav", "payload": {"label": "a tone"}})
     items = tmp_path / "demo" / "items.jsonl"
     items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return items
