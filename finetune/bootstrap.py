@@ -27,10 +27,11 @@ from typing import Any, Callable, Iterator
 
 from .corpora import pictures, sounds, speech
 from .data import read_manifest
+from .train import warmup_cosine
 from .corpora.shapes import COLORS, SHAPES
 
 MODEL = "omnivec-mini"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump when the same settings would build a different model
 
 
 @dataclass
@@ -350,7 +351,7 @@ def train_tower(tower: Any, model: Any, items: Items, texts: TextCache, steps: i
         lr=config.lr,
     )
     warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, steps))
     tower.train()
     bar = tqdm(range(steps), desc=f"training {modality} tower", unit="step", disable=not progress)
     for _ in bar:

@@ -39,7 +39,9 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """LR factor per step: linear warmup over `warmup` steps, then cosine decay to 0 at `total`."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
@@ -124,7 +126,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
     total_steps = min(config.epochs * len(loader), config.max_steps or 10**12)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config.warmup_steps, total_steps))
 
     step, start_epoch, history = 0, 0, []
     if config.resume:
