@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+    from omnivec_client import Client
 
 EPILOG = """examples:
   omnivec serve                                              # the default model omnivec-mini (built on first run) + demo collection
@@ -325,18 +325,19 @@ class ClientError(Exception):
 
 
 @contextlib.contextmanager
-def _api(args: argparse.Namespace) -> Iterator["httpx.Client"]:
-    """An httpx client on the API: a running server, or the app in-process with --bundle (see CLIENT_NOTE)."""
-    import httpx
+def _api(args: argparse.Namespace) -> Iterator["Client"]:
+    """The SDK client on a running server, or on the app in this process with --bundle (see CLIENT_NOTE)."""
+    from omnivec_client import Client, OmnivecError
 
+    batch_size = max(1, getattr(args, "batch_size", 64))
     if args.bundle is None:
         url = (args.server or os.environ.get("OMNIVEC_SERVER_URL") or "http://127.0.0.1:8000").rstrip("/")
-        with httpx.Client(base_url=url, timeout=args.timeout) as client:
+        with Client(url, timeout_s=args.timeout, batch_size=batch_size) as client:
             try:
-                client.get("/healthz", timeout=5)
-            except httpx.HTTPError as exc:
+                client.health()
+            except OmnivecError as exc:
                 raise ClientError(
-                    f"no omnivec server answers at {url} ({exc.__class__.__name__}); start one with `omnivec serve --bundle DIR`, "
+                    f"no omnivec server answers at {url} ({exc.message}); start one with `omnivec serve --bundle DIR`, "
                     "pass --server URL, or run in-process with --bundle DIR"
                 ) from exc
             yield client
@@ -352,22 +353,12 @@ def _api(args: argparse.Namespace) -> Iterator["httpx.Client"]:
     if args.data_dir:
         settings.data_dir = args.data_dir
     ModelBundle.load(args.bundle)  # BundleError with a clear message before anything starts
-    with TestClient(create_app(settings), base_url="http://omnivec.local", raise_server_exceptions=False) as client:
-        yield client
+    with TestClient(create_app(settings), base_url="http://omnivec.local", raise_server_exceptions=False) as http:
+        yield Client(http_client=http, timeout_s=args.timeout, batch_size=batch_size)
 
 
-def _check(response: "httpx.Response") -> dict:
-    if response.status_code >= 400:
-        try:
-            error = response.json()["error"]
-            raise ClientError(f"{error['message']} [{error['code']}, HTTP {error['status']}]")
-        except (ValueError, KeyError, TypeError):
-            raise ClientError(f"HTTP {response.status_code}: {response.text[:500]}") from None
-    return response.json()
-
-
-def _run_client(name: str, args: argparse.Namespace, body: Callable[["httpx.Client"], int]) -> int:
-    import httpx
+def _run_client(name: str, args: argparse.Namespace, body: Callable[["Client"], int]) -> int:
+    from omnivec_client import OmnivecError
 
     from omnivec.server.bundle import BundleError
     from omnivec.server.index.store import IndexStoreError
@@ -375,102 +366,54 @@ def _run_client(name: str, args: argparse.Namespace, body: Callable[["httpx.Clie
     try:
         with _api(args) as client:
             return body(client)
-    except (ClientError, BundleError, IndexStoreError, OSError) as exc:
+    except (ClientError, BundleError, IndexStoreError, OmnivecError, OSError) as exc:
         print(f"omnivec {name}: error: {exc}", file=sys.stderr)
-    except httpx.HTTPError as exc:
-        print(f"omnivec {name}: error: the request failed ({exc.__class__.__name__}: {exc}); is the server still running?", file=sys.stderr)
     return 2
 
 
-def _ensure_collection(client: "httpx.Client", name: str, create: bool) -> None:
-    r = client.get(f"/v1/collections/{name}")
-    if r.status_code == 404 and create:
-        _check(client.post("/v1/collections", json={"name": name}))
+def _ensure_collection(client: "Client", name: str, create: bool) -> None:
+    from omnivec_client import OmnivecError
+
+    try:
+        info = client.get_collection(name)
+    except OmnivecError as exc:
+        if exc.code != "collection_not_found" or not create:
+            raise
+        client.create_collection(name, exist_ok=True)
         print(f"created collection {name!r}", file=sys.stderr)
         return
-    info = _check(r)
-    if not info.get("matches_model", True):
-        raise ClientError(f"collection {name!r} is in space {info['space_id']!r}, not the served model's; use a new collection")
-
-
-MAX_REQUEST_RAW_BYTES = 8 * 1024 * 1024  # keeps base64 batches well under the server's default body limit
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _by_size(pending: list[tuple], max_bytes: int) -> Iterator[list[tuple]]:
-    """Split (item, id, request item) triples into requests of at most max_bytes of file data."""
-    chunk: list[tuple] = []
-    size = 0
-    for entry in pending:
-        weight = sum(len(entry[2].get(m, "")) for m in ("image", "audio")) * 3 // 4
-        if chunk and size + weight > max_bytes:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += weight
-    if chunk:
-        yield chunk
+    if not info.matches_model:
+        raise ClientError(f"collection {name!r} is in space {info.space_id!r}, not the served model's; use a new collection")
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    import base64
     import time
 
-    from tqdm import tqdm
+    from omnivec_client import Item
 
-    from omnivec.server.ids import content_id
     from omnivec.sources import SourceError, read_source
 
     try:
-        items = read_source(args.source)
+        sources = read_source(args.source)
     except (SourceError, OSError, UnicodeDecodeError) as exc:
         print(f"omnivec index: error: {exc}", file=sys.stderr)
         return 2
-    items_url = f"/v1/collections/{args.collection}/items"
+    items = [
+        Item(text=s.text, id=s.id, payload=s.payload) if s.text is not None else Item(**{s.modality: s.path}, id=s.id, payload=s.payload)
+        for s in sources
+    ]
 
-    def run(client: "httpx.Client") -> int:
+    def run(client: "Client") -> int:
         _ensure_collection(client, args.collection, not args.no_create)
-        counts = {"indexed": 0, "skipped": 0, "errors": 0}
         started = time.perf_counter()
-        with tqdm(total=len(items), unit="item", desc=f"index {args.collection}", file=sys.stderr, disable=args.no_progress) as bar:
-
-            def fail(label: str, message: str) -> None:
-                counts["errors"] += 1
-                bar.write(f"error: {label}: {message}", file=sys.stderr)
-
-            for batch in _batches(items, max(1, args.batch_size)):
-                pending: list[tuple] = []  # (source item, id, request item); ids computed as the server would
-                for item in batch:
-                    if item.text is not None:
-                        pending.append((item, item.id or content_id("text", item.text), {"text": item.text}))
-                        continue
-                    try:
-                        data = item.path.read_bytes()  # type: ignore[union-attr]
-                    except OSError as exc:
-                        fail(item.label, f"cannot read {item.path}: {exc.strerror or exc}")
-                        continue
-                    modality = item.modality
-                    pending.append((item, item.id or content_id(modality, data), {modality: base64.b64encode(data).decode("ascii")}))
-                if pending:  # resume: skip what the collection already holds
-                    existing = set(_check(client.post(f"{items_url}/exists", json={"ids": [e[1] for e in pending]}))["existing"])
-                    counts["skipped"] += sum(e[1] in existing for e in pending)
-                    pending = [e for e in pending if e[1] not in existing]
-                for chunk in _by_size(pending, MAX_REQUEST_RAW_BYTES):
-                    body = {"items": [{**request, "id": item_id, "payload": item.payload} for item, item_id, request in chunk]}
-                    result = _check(client.post(items_url, json=body))
-                    for error in result["errors"]:
-                        fail(chunk[error["index"]][0].label, error["message"])
-                    counts["indexed"] += result["indexed"]
-                bar.update(len(batch))
-                bar.set_postfix(counts, refresh=False)
+        result = client.add(args.collection, items, progress=not args.no_progress)
         seconds = time.perf_counter() - started
-        rate = (counts["indexed"] + counts["skipped"]) / max(seconds, 1e-9)
+        for error in result.errors:
+            print(f"error: {sources[error.index].label}: {error.message}", file=sys.stderr)
+        counts = {"indexed": result.indexed, "skipped": result.skipped, "errors": len(result.errors)}
+        rate = (result.indexed + result.skipped) / max(seconds, 1e-9)
         print(json.dumps({"collection": args.collection, **counts, "seconds": round(seconds, 2), "items_per_s": round(rate, 1)}))
-        return 1 if counts["errors"] else 0
+        return 1 if result.errors else 0
 
     return _run_client("index", args, run)
 
@@ -480,35 +423,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     if len(given) != 1:
         print("omnivec search: error: give exactly one query: TEXT, --image FILE, --audio FILE, --url URL or --id ID", file=sys.stderr)
         return 2
-    options: dict = {"top_k": args.top_k, "offset": args.offset}
-    if args.modality:
-        options["modality"] = args.modality
+    query_filter = None
     if args.filter:
         try:
-            options["filter"] = json.loads(args.filter)
+            query_filter = json.loads(args.filter)
         except json.JSONDecodeError as exc:
             print(f"omnivec search: error: --filter is not valid JSON ({exc})", file=sys.stderr)
             return 2
 
-    def run(client: "httpx.Client") -> int:
-        url = f"/v1/collections/{args.collection}/search"
-        if args.image or args.audio:
-            field, path = ("image", args.image) if args.image else ("audio", args.audio)
-            data = path.read_bytes()  # untyped: the server recognises the file by its name or bytes
-            response = client.post(url, files={field: (path.name, data, "application/octet-stream")}, data={"params": json.dumps(options)})
-        else:
-            query = {"text": args.query} if args.query else {"url": args.url} if args.url else {"id": args.item_id}
-            response = client.post(url, json={"query": query, **options})
-        for rank, hit in enumerate(_check(response)["results"], start=args.offset + 1):
-            print(json.dumps({"rank": rank, **hit}, ensure_ascii=False))
+    def run(client: "Client") -> int:
+        hits = client.search(
+            args.collection, args.query, image=args.image, audio=args.audio, url=args.url, id=args.item_id,
+            top_k=args.top_k, offset=args.offset, filter=query_filter, modality=args.modality,
+        )
+        for rank, hit in enumerate(hits, start=args.offset + 1):
+            print(json.dumps({"rank": rank, "id": hit.id, "score": hit.score, "modality": hit.modality, "payload": hit.payload}, ensure_ascii=False))
         return 0
 
     return _run_client("search", args, run)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    import base64
-
     from omnivec.server.mediatype import suffix_modality
 
     if not args.files and not args.text:
@@ -517,21 +452,23 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if bool(args.labels) == bool(args.labelset):
         print('omnivec classify: error: give --labels "a,b,c" or --labelset NAME', file=sys.stderr)
         return 2
-    body: dict = {"top_k": args.top_k, "multi_label": args.multi_label}
-    if args.labels:
-        body["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
-    else:
-        body["labelset"] = args.labelset
-    if args.template:
-        body["templates"] = args.template
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
+    is_audio = [suffix_modality(p.name) == "audio" for p in args.files]
+    images = [p for p, audio in zip(args.files, is_audio) if not audio]
+    audios = [p for p, audio in zip(args.files, is_audio) if audio]
+    names = list(args.text) + [str(p) for p in args.files]
+    # the SDK answers texts, then images, then audios: where each answer goes in the order given
+    n = len(args.text)
+    positions = list(range(n)) + [n + i for i, a in enumerate(is_audio) if not a] + [n + i for i, a in enumerate(is_audio) if a]
 
-    def run(client: "httpx.Client") -> int:
-        files = [{suffix_modality(p.name) or "image": base64.b64encode(p.read_bytes()).decode("ascii")} for p in args.files]
-        inputs = [{"text": t} for t in args.text] + files
-        names = list(args.text) + [str(p) for p in args.files]
-        result = _check(client.post("/v1/classify", json={**body, "inputs": inputs}))
-        for name, row in zip(names, result["results"]):
-            print(json.dumps({"input": name, "labels": row["labels"]}, ensure_ascii=False))
+    def run(client: "Client") -> int:
+        results = client.classify(
+            args.text, images, audios, labels=labels, labelset=args.labelset, templates=args.template or None,
+            top_k=args.top_k, multi_label=args.multi_label,
+        )
+        for position, row in sorted(zip(positions, results), key=lambda pair: pair[0]):
+            labels_out = [{"label": s.label, "score": s.score, "cosine": s.cosine} for s in row.labels]
+            print(json.dumps({"input": names[position], "labels": labels_out}, ensure_ascii=False))
         return 0
 
     return _run_client("classify", args, run)

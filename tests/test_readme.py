@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,10 +24,10 @@ pytestmark = [
 ]
 
 
-def readme_block(name: str) -> str:
+def readme_block(name: str, language: str = "bash") -> str:
     """The fenced block right after `<!-- readme-test: NAME -->`."""
     text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- readme-test: {name} -->\s*```bash\n(.*?)```", text, re.S)
+    match = re.search(rf"<!-- readme-test: {name} -->\s*```{language}\n(.*?)```", text, re.S)
     assert match, f"README has no block marked readme-test: {name}"
     return match.group(1)
 
@@ -73,6 +74,16 @@ def test_readme_quick_start(tmp_path):
         assert all(h["payload"]["label"].endswith("heart") for h in by_text["results"]), by_text
         assert [h["payload"]["label"] for h in by_image["results"]] == ["blue star"] * 3, by_image
         assert spoken["results"][0]["labels"][0]["label"] == "seven", spoken
+
+        sdk = readme_block("sdk", "python").replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace('"data/', f'"{data}/')
+        for run in (1, 2):
+            done = subprocess.run([sys.executable, "-c", sdk], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            lines = done.stdout.splitlines()
+            assert [line.split(maxsplit=1)[1] for line in lines[:3]] == ["purple triangle"] * 3, lines
+            assert lines[3].startswith("LabelScore(label='a blue star'"), lines
+            assert lines[4] == ("indexed 2, skipped 0 (already there), errors []" if run == 1 else "indexed 0, skipped 2 (already there), errors []")
+            assert "'note': 'my star'" in lines[5], lines
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(60)

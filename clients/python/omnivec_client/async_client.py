@@ -1,0 +1,184 @@
+"""The asyncio client: the same methods as Client, awaited. Operations are shared (operations.py);
+only sending and waiting differ."""
+
+from __future__ import annotations
+
+import itertools
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+
+from . import operations as ops
+from .calls import Call, Operation, Sleep, T, settle
+from .media import MediaSource
+from .progress import add_progress
+from .retry import NO_RETRY, RetryPolicy
+from .settings import ClientSettings
+from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, LabelSet, StoredItem
+
+
+class AsyncClient:
+    """Non-blocking client for one omnivec server; see Client for what each method does.
+
+    Files given as paths are read on the event loop thread (fine for media-sized files). Run many
+    calls at once with asyncio.gather: the server batches concurrent requests into one model call.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 64,
+        max_request_bytes: int = 8 * 1024 * 1024,
+        headers: dict[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(base_url=self.settings.base_url, timeout=timeout_s, headers=self.settings.headers)
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call) -> Any:
+        policy = self.settings.retry if call.retry else NO_RETRY
+        for attempt in itertools.count(1):
+            try:
+                outcome = await self._http.request(call.method, call.path, json=call.json, params=call.params)
+            except httpx.TransportError as exc:
+                outcome = exc
+            result = settle(policy, attempt, outcome, self.settings.base_url)
+            if not isinstance(result, Sleep):
+                return result
+            await asyncio.sleep(result.seconds)
+
+    async def _run(self, operation: Operation[T]) -> T:
+        try:
+            step = next(operation)
+            while True:
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                    step = operation.send(None)
+                    continue
+                try:
+                    answer = await self._send(step)
+                except Exception as exc:  # noqa: BLE001 - the operation decides, else it re-raises
+                    step = operation.throw(exc)
+                    continue
+                step = operation.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    async def health(self) -> bool:
+        return await self._run(ops.health())
+
+    async def wait_ready(self, timeout_s: float = 600.0, interval_s: float = 1.0) -> dict[str, Any]:
+        return await self._run(ops.wait_ready(timeout_s, interval_s))
+
+    async def models(self) -> list[dict[str, Any]]:
+        return await self._run(ops.models())
+
+    async def embed(
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True
+    ) -> Embeddings:
+        s = self.settings
+        return await self._run(ops.embed(texts, images, audios, truncate=truncate, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+
+    async def classify(
+        self,
+        texts: Iterable[str] = (),
+        images: Iterable[MediaSource] = (),
+        audios: Iterable[MediaSource] = (),
+        *,
+        labels: Sequence[str] | None = None,
+        labelset: str | None = None,
+        templates: Sequence[str] | None = None,
+        top_k: int = 5,
+        multi_label: bool = False,
+    ) -> list[Classification]:
+        s = self.settings
+        return await self._run(
+            ops.classify(
+                texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+            )
+        )
+
+    async def create_collection(
+        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False
+    ) -> Collection:
+        return await self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok))
+
+    async def get_collection(self, name: str) -> Collection:
+        return await self._run(ops.get_collection(name))
+
+    async def list_collections(self) -> list[Collection]:
+        return await self._run(ops.list_collections())
+
+    async def delete_collection(self, name: str) -> None:
+        await self._run(ops.delete_collection(name))
+
+    async def optimize(self, name: str) -> dict[str, Any]:
+        return await self._run(ops.optimize(name))
+
+    async def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = True, progress: bool = False) -> AddResult:
+        items = list(items)
+        s = self.settings
+        with add_progress(len(items), f"index {collection}", progress) as on_progress:
+            operation = ops.add(
+                collection, items, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, skip_existing=skip_existing, on_progress=on_progress
+            )
+            return await self._run(operation)
+
+    async def delete(self, collection: str, *, ids: Sequence[str] | None = None, filter: dict[str, Any] | None = None) -> int:
+        return await self._run(ops.delete_items(collection, ids=ids, filter=filter))
+
+    async def get(self, collection: str, item_id: str, *, with_vector: bool = False) -> StoredItem:
+        return await self._run(ops.get_item(collection, item_id, with_vector=with_vector))
+
+    async def exists(self, collection: str, ids: Sequence[str]) -> list[str]:
+        return await self._run(ops.existing_ids(collection, ids))
+
+    async def search(
+        self,
+        collection: str,
+        text: str | None = None,
+        *,
+        image: MediaSource | None = None,
+        audio: MediaSource | None = None,
+        url: str | None = None,
+        id: str | None = None,
+        vector: Sequence[float] | None = None,
+        top_k: int = 10,
+        offset: int = 0,
+        filter: dict[str, Any] | None = None,
+        modality: str | None = None,
+        score_threshold: float | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        query = {"text": text, "image": image, "audio": audio, "url": url, "id": id, "vector": vector}
+        options = {"top_k": top_k, "offset": offset, "filter": filter, "modality": modality, "score_threshold": score_threshold, "with_payload": with_payload}
+        return await self._run(ops.search(collection, query, options))
+
+    async def put_labelset(self, name: str, labels: Sequence[str], *, templates: Sequence[str] | None = None, description: str = "") -> LabelSet:
+        return await self._run(ops.put_labelset(name, labels, templates=templates, description=description))
+
+    async def get_labelset(self, name: str) -> LabelSet:
+        return await self._run(ops.get_labelset(name))
+
+    async def list_labelsets(self) -> list[LabelSet]:
+        return await self._run(ops.list_labelsets())
+
+    async def delete_labelset(self, name: str) -> None:
+        await self._run(ops.delete_labelset(name))

@@ -1,0 +1,218 @@
+"""The synchronous client: `with Client() as omni: omni.search("photos", "a red bicycle")`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+
+from . import operations as ops
+from .calls import Call, Operation, Sleep, T, settle
+from .media import MediaSource
+from .retry import NO_RETRY, RetryPolicy
+from .settings import ClientSettings
+from .progress import add_progress
+from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, LabelSet, StoredItem
+
+
+class Client:
+    """Blocking client for one omnivec server. Thread-safe (one httpx connection pool).
+
+    Every method raises OmnivecError with the server's code and message on failure; 429 and 503
+    answers and failed connections are retried per `retry` (honouring Retry-After).
+    Pass `http_client` to reuse your own httpx.Client (its base_url must point at the server).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 64,
+        max_request_bytes: int = 8 * 1024 * 1024,
+        headers: dict[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.Client(base_url=self.settings.base_url, timeout=timeout_s, headers=self.settings.headers)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, call: Call) -> Any:
+        policy = self.settings.retry if call.retry else NO_RETRY
+        for attempt in itertools.count(1):
+            try:
+                outcome = self._http.request(call.method, call.path, json=call.json, params=call.params)
+            except httpx.TransportError as exc:
+                outcome = exc
+            result = settle(policy, attempt, outcome, self.settings.base_url)
+            if not isinstance(result, Sleep):
+                return result
+            time.sleep(result.seconds)
+
+    def _run(self, operation: Operation[T]) -> T:
+        """Drive an operation: send its calls, sleep its sleeps, throw errors back into it."""
+        try:
+            step = next(operation)
+            while True:
+                if isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                    step = operation.send(None)
+                    continue
+                try:
+                    answer = self._send(step)
+                except Exception as exc:  # noqa: BLE001 - the operation decides (e.g. split on 413), else it re-raises
+                    step = operation.throw(exc)
+                    continue
+                step = operation.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    # -- system -----------------------------------------------------------------------------
+
+    def health(self) -> bool:
+        """True when the server process answers (it may still be loading; see wait_ready)."""
+        return self._run(ops.health())
+
+    def wait_ready(self, timeout_s: float = 600.0, interval_s: float = 1.0) -> dict[str, Any]:
+        """Block until /readyz says ready (model loaded, demo collection indexed); its body."""
+        return self._run(ops.wait_ready(timeout_s, interval_s))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The served model: name, space id, dim, modalities, scoring, towers, parity report."""
+        return self._run(ops.models())
+
+    # -- embeddings and classification ------------------------------------------------------
+
+    def embed(
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True
+    ) -> Embeddings:
+        """Unit vectors for texts, image files and audio files (paths or bytes), in that order.
+
+        Any number of inputs: they are sent in requests of batch_size. Over-long texts are cut to
+        the model's context and flagged in `truncated` (truncate=False: an error instead).
+        """
+        s = self.settings
+        return self._run(ops.embed(texts, images, audios, truncate=truncate, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+
+    def classify(
+        self,
+        texts: Iterable[str] = (),
+        images: Iterable[MediaSource] = (),
+        audios: Iterable[MediaSource] = (),
+        *,
+        labels: Sequence[str] | None = None,
+        labelset: str | None = None,
+        templates: Sequence[str] | None = None,
+        top_k: int = 5,
+        multi_label: bool = False,
+    ) -> list[Classification]:
+        """Zero-shot labels for each input (texts, then images, then audios), best first."""
+        s = self.settings
+        return self._run(
+            ops.classify(
+                texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+            )
+        )
+
+    # -- collections ------------------------------------------------------------------------
+
+    def create_collection(
+        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False
+    ) -> Collection:
+        """A collection in the served model's space; exist_ok returns an existing one instead of failing."""
+        return self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok))
+
+    def get_collection(self, name: str) -> Collection:
+        return self._run(ops.get_collection(name))
+
+    def list_collections(self) -> list[Collection]:
+        return self._run(ops.list_collections())
+
+    def delete_collection(self, name: str) -> None:
+        self._run(ops.delete_collection(name))
+
+    def optimize(self, name: str) -> dict[str, Any]:
+        """Start a background ANN index build (searches keep working meanwhile)."""
+        return self._run(ops.optimize(name))
+
+    # -- items ------------------------------------------------------------------------------
+
+    def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = True, progress: bool = False) -> AddResult:
+        """Index items in batches. Items the collection already holds are skipped without sending
+        their bytes, so an interrupted run resumes where it stopped; items the server refuses are
+        listed in `errors` and the rest are indexed."""
+        items = list(items)
+        s = self.settings
+        with add_progress(len(items), f"index {collection}", progress) as on_progress:
+            operation = ops.add(
+                collection, items, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, skip_existing=skip_existing, on_progress=on_progress
+            )
+            return self._run(operation)
+
+    def delete(self, collection: str, *, ids: Sequence[str] | None = None, filter: dict[str, Any] | None = None) -> int:
+        """Delete items by id and/or a Qdrant-style filter; how many were deleted."""
+        return self._run(ops.delete_items(collection, ids=ids, filter=filter))
+
+    def get(self, collection: str, item_id: str, *, with_vector: bool = False) -> StoredItem:
+        return self._run(ops.get_item(collection, item_id, with_vector=with_vector))
+
+    def exists(self, collection: str, ids: Sequence[str]) -> list[str]:
+        """Which of these ids the collection holds."""
+        return self._run(ops.existing_ids(collection, ids))
+
+    # -- search -----------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: str,
+        text: str | None = None,
+        *,
+        image: MediaSource | None = None,
+        audio: MediaSource | None = None,
+        url: str | None = None,
+        id: str | None = None,
+        vector: Sequence[float] | None = None,
+        top_k: int = 10,
+        offset: int = 0,
+        filter: dict[str, Any] | None = None,
+        modality: str | None = None,
+        score_threshold: float | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """The items nearest one query (a text, an image or audio file, a URL, a stored item's id
+        or a vector), best first; `modality` and `filter` narrow what comes back."""
+        query = {"text": text, "image": image, "audio": audio, "url": url, "id": id, "vector": vector}
+        options = {"top_k": top_k, "offset": offset, "filter": filter, "modality": modality, "score_threshold": score_threshold, "with_payload": with_payload}
+        return self._run(ops.search(collection, query, options))
+
+    # -- label sets -------------------------------------------------------------------------
+
+    def put_labelset(self, name: str, labels: Sequence[str], *, templates: Sequence[str] | None = None, description: str = "") -> LabelSet:
+        """Create or replace a named label set, then classify with labelset=name."""
+        return self._run(ops.put_labelset(name, labels, templates=templates, description=description))
+
+    def get_labelset(self, name: str) -> LabelSet:
+        return self._run(ops.get_labelset(name))
+
+    def list_labelsets(self) -> list[LabelSet]:
+        return self._run(ops.list_labelsets())
+
+    def delete_labelset(self, name: str) -> None:
+        self._run(ops.delete_labelset(name))

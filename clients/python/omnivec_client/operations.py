@@ -1,0 +1,297 @@
+"""Every API operation once, as a generator of Calls (see calls.py) shared by Client and AsyncClient.
+
+Bulk operations split their inputs into requests of bounded size and count, and halve a request
+the server answers with 413 (body or input count over its limits), so callers never have to know
+the server's limits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generator
+from urllib.parse import quote
+
+from .calls import Call, Operation, Sleep
+from .errors import OmnivecError
+from .media import MediaSource, content_id, encode, read_media
+from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, ItemError, LabelSet, StoredItem
+
+SPLITTABLE = ("payload_too_large", "too_many_inputs")  # 413s that a smaller request avoids
+
+
+def _name(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _size(entry: dict[str, Any]) -> int:
+    return sum(len(v) for k, v in entry.items() if k in ("text", "image", "audio") and isinstance(v, str))
+
+
+def chunks(entries: Sequence[Any], max_count: int, max_bytes: int, size: Callable[[Any], int]) -> list[list[Any]]:
+    """Consecutive groups of at most max_count entries and about max_bytes of content (one entry may exceed it)."""
+    groups: list[list[Any]] = []
+    group: list[Any] = []
+    total = 0
+    for entry in entries:
+        weight = size(entry)
+        if group and (len(group) >= max_count or total + weight > max_bytes):
+            groups.append(group)
+            group, total = [], 0
+        group.append(entry)
+        total += weight
+    if group:
+        groups.append(group)
+    return groups
+
+
+def sent_in_parts(entries: list[Any], make_call: Callable[[list[Any]], Call]) -> Generator[Call, Any, list[tuple[list[Any], Any]]]:
+    """Send entries in one call; when the server says it is too big, send each half instead."""
+    try:
+        answer = yield make_call(entries)
+        return [(entries, answer)]
+    except OmnivecError as exc:
+        if exc.code not in SPLITTABLE or len(entries) < 2:
+            raise
+    half = len(entries) // 2
+    first = yield from sent_in_parts(entries[:half], make_call)
+    second = yield from sent_in_parts(entries[half:], make_call)
+    return first + second
+
+
+def _media_inputs(texts: Iterable[str], images: Iterable[MediaSource], audios: Iterable[MediaSource]) -> list[dict[str, str]]:
+    inputs: list[dict[str, str]] = [{"text": t} for t in texts]
+    inputs += [{"image": encode(read_media(i))} for i in images]
+    inputs += [{"audio": encode(read_media(a))} for a in audios]
+    return inputs
+
+
+# -- system ------------------------------------------------------------------------------------
+
+
+def health() -> Operation[bool]:
+    yield Call("GET", "/healthz", retry=False)
+    return True
+
+
+def wait_ready(timeout_s: float, interval_s: float) -> Operation[dict[str, Any]]:
+    """Poll /readyz until the model is loaded (and any demo collection indexed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return (yield Call("GET", "/readyz", retry=False))
+        except OmnivecError as exc:
+            if exc.status not in (0, 503) or time.monotonic() + interval_s > deadline:
+                raise OmnivecError(
+                    f"the server was not ready within {timeout_s:g} s (last answer: {exc.message}); "
+                    "a first start that builds the default model takes minutes, wait longer or see the server log",
+                    code="not_ready",
+                    status=exc.status,
+                ) from exc
+        yield Sleep(interval_s)
+
+
+def models() -> Operation[list[dict[str, Any]]]:
+    return (yield Call("GET", "/v1/models"))["data"]
+
+
+# -- embeddings and classification -------------------------------------------------------------
+
+
+def embed(
+    texts: Iterable[str], images: Iterable[MediaSource], audios: Iterable[MediaSource], *, truncate: bool, batch_size: int, max_request_bytes: int
+) -> Operation[Embeddings]:
+    inputs = _media_inputs(texts, images, audios)
+    if not inputs:
+        raise ValueError("nothing to embed: give texts, images and/or audios")
+    answers: list[Any] = []
+    for group in chunks(inputs, batch_size, max_request_bytes, _size):
+        parts = yield from sent_in_parts(group, lambda part: Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate}))
+        answers += [answer for _, answer in parts]
+    return Embeddings.from_responses(answers)
+
+
+def classify(
+    texts: Iterable[str],
+    images: Iterable[MediaSource],
+    audios: Iterable[MediaSource],
+    *,
+    labels: Sequence[str] | None,
+    labelset: str | None,
+    templates: Sequence[str] | None,
+    top_k: int,
+    multi_label: bool,
+    batch_size: int,
+    max_request_bytes: int,
+) -> Operation[list[Classification]]:
+    if (labels is None) == (labelset is None):
+        raise ValueError("give labels=[...] or labelset='name'")
+    inputs = _media_inputs(texts, images, audios)
+    if not inputs:
+        raise ValueError("nothing to classify: give texts, images and/or audios")
+    options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label}
+    if labels is not None:
+        options["labels"] = list(labels)
+    else:
+        options["labelset"] = labelset
+    if templates is not None:
+        options["templates"] = list(templates)
+    results: list[Classification] = []
+    for group in chunks(inputs, batch_size, max_request_bytes, _size):
+        parts = yield from sent_in_parts(group, lambda part: Call("POST", "/v1/classify", json={**options, "inputs": part}))
+        results += [Classification.from_json(row) for _, answer in parts for row in answer["results"]]
+    return results
+
+
+# -- collections ------------------------------------------------------------------------------
+
+
+def create_collection(name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool) -> Operation[Collection]:
+    body: dict[str, Any] = {"name": name, "description": description}
+    if payload_indexes:
+        body["payload_indexes"] = payload_indexes
+    try:
+        return Collection.from_json((yield Call("POST", "/v1/collections", json=body)))
+    except OmnivecError as exc:
+        if not (exist_ok and exc.code == "collection_exists"):
+            raise
+    return (yield from get_collection(name))
+
+
+def get_collection(name: str) -> Operation[Collection]:
+    return Collection.from_json((yield Call("GET", f"/v1/collections/{_name(name)}")))
+
+
+def list_collections() -> Operation[list[Collection]]:
+    return [Collection.from_json(row) for row in (yield Call("GET", "/v1/collections"))["data"]]
+
+
+def delete_collection(name: str) -> Operation[None]:
+    yield Call("DELETE", f"/v1/collections/{_name(name)}")
+
+
+def optimize(name: str) -> Operation[dict[str, Any]]:
+    return (yield Call("POST", f"/v1/collections/{_name(name)}/optimize"))
+
+
+# -- items ------------------------------------------------------------------------------------
+
+
+def _request_item(item: Item) -> tuple[dict[str, Any], str | None]:
+    """The item as the API takes it, and its id when known before sending (given or content hash)."""
+    entry: dict[str, Any] = {"payload": dict(item.payload)}
+    if item.text is not None:
+        entry["text"] = item.text
+        known = item.id or content_id("text", item.text)
+    elif item.url is not None:
+        entry["url"] = item.url
+        known = item.id  # the server hashes the downloaded bytes
+    else:
+        kind = "image" if item.image is not None else "audio"
+        data = read_media(item.image if item.image is not None else item.audio)  # type: ignore[arg-type]
+        entry[kind] = encode(data)
+        known = item.id or content_id(kind, data)
+    if item.id is not None:
+        entry["id"] = item.id
+    return entry, known
+
+
+def add(
+    collection: str,
+    items: Sequence[Item],
+    *,
+    batch_size: int,
+    max_request_bytes: int,
+    skip_existing: bool,
+    on_progress: Callable[[int, AddResult], None] | None,
+) -> Operation[AddResult]:
+    """Index items in batches; with skip_existing, items the collection already holds are not sent."""
+    url = f"/v1/collections/{_name(collection)}/items"
+    result = AddResult(ids=[None] * len(items))
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        pending: list[tuple[int, dict[str, Any], str | None]] = []  # (position in items, request item, known id)
+        for offset, item in enumerate(batch):
+            try:
+                entry, known = _request_item(item)
+            except OSError as exc:
+                result.errors.append(ItemError(start + offset, item.id, "unreadable_file", str(exc)))
+                continue
+            pending.append((start + offset, entry, known))
+        known_ids = [known for _, _, known in pending if known]
+        if skip_existing and known_ids:
+            stored = set((yield Call("POST", f"{url}/exists", json={"ids": known_ids}))["existing"])
+            for position, _, known in pending:
+                if known in stored:
+                    result.ids[position] = known
+                    result.skipped += 1
+            pending = [p for p in pending if p[2] not in stored]
+        for group in chunks(pending, batch_size, max_request_bytes, lambda p: _size(p[1])):
+            parts = yield from sent_in_parts(group, lambda part: Call("POST", url, json={"items": [entry for _, entry, _ in part]}))
+            for part, answer in parts:
+                for (position, _, _), item_id in zip(part, answer["ids"]):
+                    result.ids[position] = item_id
+                for error in answer["errors"]:
+                    position = part[error["index"]][0]
+                    result.errors.append(ItemError(position, items[position].id, error["code"], error["message"]))
+                result.indexed += answer["indexed"]
+        if on_progress is not None:
+            on_progress(len(batch), result)
+    result.errors.sort(key=lambda e: e.index)
+    return result
+
+
+def delete_items(collection: str, *, ids: Sequence[str] | None, filter: dict[str, Any] | None) -> Operation[int]:
+    if ids is None and filter is None:
+        raise ValueError("give ids=[...] and/or filter={...} (to delete everything, delete the collection)")
+    body: dict[str, Any] = {}
+    if ids is not None:
+        body["ids"] = list(ids)
+    if filter is not None:
+        body["filter"] = filter
+    return (yield Call("POST", f"/v1/collections/{_name(collection)}/items/delete", json=body))["deleted"]
+
+
+def get_item(collection: str, item_id: str, *, with_vector: bool) -> Operation[StoredItem]:
+    path = f"/v1/collections/{_name(collection)}/items/{quote(item_id, safe='')}"
+    return StoredItem.from_json((yield Call("GET", path, params={"with_vector": str(with_vector).lower()})))
+
+
+def existing_ids(collection: str, ids: Sequence[str]) -> Operation[list[str]]:
+    return (yield Call("POST", f"/v1/collections/{_name(collection)}/items/exists", json={"ids": list(ids)}))["existing"]
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def search(collection: str, query: dict[str, Any], options: dict[str, Any]) -> Operation[list[Hit]]:
+    given = {k: v for k, v in query.items() if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"search needs exactly one query: text, image, audio, url, id or vector (got {sorted(given) or 'none'})")
+    (kind, value), = given.items()
+    if kind in ("image", "audio"):
+        value = encode(read_media(value))
+    elif kind == "vector":
+        value = [float(x) for x in value]
+    body = {"query": {kind: value}, **{k: v for k, v in options.items() if v is not None}}
+    return [Hit.from_json(row) for row in (yield Call("POST", f"/v1/collections/{_name(collection)}/search", json=body))["results"]]
+
+
+# -- label sets -------------------------------------------------------------------------------
+
+
+def put_labelset(name: str, labels: Sequence[str], *, templates: Sequence[str] | None, description: str) -> Operation[LabelSet]:
+    body = {"labels": list(labels), "templates": list(templates) if templates is not None else None, "description": description}
+    return LabelSet.from_json((yield Call("PUT", f"/v1/labelsets/{_name(name)}", json=body)))
+
+
+def get_labelset(name: str) -> Operation[LabelSet]:
+    return LabelSet.from_json((yield Call("GET", f"/v1/labelsets/{_name(name)}")))
+
+
+def list_labelsets() -> Operation[list[LabelSet]]:
+    return [LabelSet.from_json(row) for row in (yield Call("GET", "/v1/labelsets"))["data"]]
+
+
+def delete_labelset(name: str) -> Operation[None]:
+    yield Call("DELETE", f"/v1/labelsets/{_name(name)}")
