@@ -27,7 +27,7 @@ from ..services.collections import CollectionService
 from ..services.demo import index_demo
 from ..services.embedding import EmbeddingService
 from ..services.inputs import InputResolver
-from ..services.labelsets import LabelSetStore
+from ..services.labelsets import FileLabelSetStore, LabelSetStore, QdrantLabelSetStore
 from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
@@ -153,6 +153,15 @@ def _openapi(app: FastAPI) -> dict:
 _INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
 
 
+def labelset_store(settings: Settings, store: IndexStore) -> LabelSetStore:
+    """Label sets live where the index does: in the Qdrant server every replica shares, or in the data dir."""
+    from ..index.qdrant import QdrantIndexStore
+
+    if isinstance(store, QdrantIndexStore):
+        return QdrantLabelSetStore(store)
+    return FileLabelSetStore(settings.labelsets_dir)
+
+
 def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
     """Wire the index, URL fetching and classification services onto app.state."""
     limits = settings.limits
@@ -164,7 +173,7 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     app.state.collections = collections
     app.state.search = SearchService(collections)
     app.state.classifier = ZeroShotClassifier(service)
-    app.state.labelsets = LabelSetStore(settings.labelsets_dir)
+    app.state.labelsets = labelset_store(settings, store)
 
 
 def _log_demo_failure(task: asyncio.Task) -> None:

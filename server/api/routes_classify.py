@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import ErrorCode, OmnivecError
+from ..services.collections import run_store
 from ..services.inputs import InputResolver, RawInput, embed_all
 from ..services.labelsets import LabelSet, LabelSetStore
 from ..services.zero_shot import ZeroShotClassifier
@@ -95,7 +96,7 @@ async def classify(request: Request) -> ClassifyResponse:
     if body.labelset is not None:
         if labels:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give either "labels" or "labelset", not both')
-        stored = app_state(request, "labelsets").get(body.labelset)
+        stored = await run_store(_store(request).get, body.labelset)
         labels, templates = stored.labels, templates or stored.templates
     if not labels:  # fail before any download or model call
         raise OmnivecError(ErrorCode.LABELS_EMPTY, 'no labels to classify against: give "labels": ["cat", "dog", ...] or "labelset": "name"')
@@ -125,20 +126,20 @@ def _store(request: Request) -> LabelSetStore:
 
 @router.put("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Create or replace a named label set (persisted)")
 async def put_labelset(request: Request, name: str, body: LabelSetIn) -> LabelSetOut:
-    return _out(_store(request).put(name, body.labels, body.templates, body.description))
+    return _out(await run_store(_store(request).put, name, body.labels, body.templates, body.description))
 
 
 @router.get("/v1/labelsets", response_model=LabelSetsResponse, summary="List label sets")
 async def list_labelsets(request: Request) -> LabelSetsResponse:
-    return LabelSetsResponse(data=[_out(s) for s in _store(request).list()])
+    return LabelSetsResponse(data=[_out(s) for s in await run_store(_store(request).list)])
 
 
 @router.get("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Get a label set")
 async def get_labelset(request: Request, name: str) -> LabelSetOut:
-    return _out(_store(request).get(name))
+    return _out(await run_store(_store(request).get, name))
 
 
 @router.delete("/v1/labelsets/{name}", summary="Delete a label set")
 async def delete_labelset(request: Request, name: str) -> dict:
-    _store(request).delete(name)
+    await run_store(_store(request).delete, name)
     return {"name": name, "deleted": True}

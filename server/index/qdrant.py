@@ -82,8 +82,14 @@ class QdrantIndexStore:
 
     # -- plumbing -------------------------------------------------------------------------------
 
+    @property
+    def client(self) -> QdrantClient:
+        """The qdrant-client this engine talks through (shared with the label-set store)."""
+        return self._client
+
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def serialized(self) -> Iterator[None]:
+        """Hold while calling the client: qdrant-client's local mode is not thread-safe (a no-op against a server)."""
         if self._serial is None:
             yield
         else:
@@ -93,7 +99,7 @@ class QdrantIndexStore:
     def _meta(self, name: str) -> tuple[Any, dict]:
         """(collection info, omnivec metadata) or CollectionNotFound."""
         validate_collection_name(name)
-        with self._guard():
+        with self.serialized():
             try:
                 if not self._client.collection_exists(name):
                     raise CollectionNotFound(name)
@@ -111,7 +117,7 @@ class QdrantIndexStore:
 
     def _exists(self, name: str) -> bool:
         try:
-            with self._guard():
+            with self.serialized():
                 return bool(self._client.collection_exists(name))
         except Exception:
             return False
@@ -127,7 +133,7 @@ class QdrantIndexStore:
     def _call(self, name: str, fn, *args, **kwargs):
         """Run a client call; map "collection vanished" and dimension errors to our exceptions."""
         try:
-            with self._guard():
+            with self.serialized():
                 return fn(*args, **kwargs)
         except IndexStoreError:
             raise
@@ -168,7 +174,7 @@ class QdrantIndexStore:
             "extra": dict(extra or {}),
             "format": 1,
         }
-        with self._create_lock, self._guard():
+        with self._create_lock, self.serialized():
             if self._client.collection_exists(name):
                 raise CollectionExists(name)
             try:
@@ -190,7 +196,7 @@ class QdrantIndexStore:
         return self._info(name, meta)
 
     def list_collections(self) -> list[CollectionInfo]:
-        with self._guard():
+        with self.serialized():
             names = sorted(c.name for c in self._client.get_collections().collections)
         out = []
         for n in names:
@@ -202,7 +208,7 @@ class QdrantIndexStore:
 
     def delete_collection(self, name: str) -> None:
         self._meta(name)  # CollectionNotFound, and never drop a collection omnivec did not create
-        with self._guard():
+        with self.serialized():
             ok = self._client.delete_collection(name, timeout=self._timeout)
         self._dims.pop(name, None)
         if not ok:
@@ -336,5 +342,5 @@ class QdrantIndexStore:
 
     def close(self) -> None:
         if self._close_client:
-            with self._guard():
+            with self.serialized():
                 self._client.close()

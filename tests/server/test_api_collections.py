@@ -54,7 +54,7 @@ def api(request, tiny_bundle, tmp_path_factory, media):
         store = QdrantIndexStore.from_settings(":memory:")
     with InProcessServer(create_app(settings, store=store)) as srv:
         srv.client = httpx.Client(base_url=srv.url, timeout=30)
-        srv.engine = request.param
+        srv.engine, srv.settings, srv.store = request.param, settings, store
         yield srv
         srv.client.close()
     if store is not None:
@@ -307,3 +307,28 @@ def test_openapi_documents_the_new_routes(client):
         assert model in spec["components"]["schemas"], model
     items_body = spec["paths"]["/v1/collections/{name}/items"]["post"]["requestBody"]["content"]
     assert set(items_body) == {"application/json", "multipart/form-data"}
+
+
+def test_label_sets_live_with_the_index(api, client, tiny_bundle, tmp_path):
+    """Edge: files in the data dir. Qdrant: a hidden Qdrant collection, so a second server on the
+    same Qdrant (another replica) classifies with a set the first one stored."""
+    r = client.put("/v1/labelsets/shared-scenes", json={"labels": ["a quiet river", "city lights"]})
+    assert r.status_code == 200, r.text
+    assert "_omnivec_labelsets" not in [c["name"] for c in client.get("/v1/collections").json()["data"]]
+    stored_as_file = (api.settings.data_dir / "labelsets" / "shared-scenes.json").is_file()
+    assert stored_as_file == (api.engine == "edge")
+    if api.engine == "edge":
+        assert client.delete("/v1/labelsets/shared-scenes").status_code == 200
+        return
+    settings = Settings(data_dir=tmp_path / "replica-data")
+    settings.model.bundle = tiny_bundle
+    settings.model.intra_op_threads = 1
+    settings.server.preprocess_threads = 1
+    with InProcessServer(create_app(settings, store=api.store)) as replica:
+        body = {"inputs": [{"text": "city lights"}], "labelset": "shared-scenes"}
+        answer = httpx.post(f"{replica.url}/v1/classify", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"][0]["labels"][0]["label"] == "city lights"
+        assert httpx.delete(f"{replica.url}/v1/labelsets/shared-scenes", timeout=30).status_code == 200
+    assert not (tmp_path / "replica-data" / "labelsets").exists()
+    assert_error(client.get("/v1/labelsets/shared-scenes"), 404, "labelset_not_found")

@@ -216,7 +216,7 @@ app.kubernetes.io/component: qdrant
 {{- end }}
 {{- end }}
 {{- if and (include "omnivec.multiReplica" .) .Values.persistence.enabled (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}
-{{- fail "omnivec: several replicas cannot share a ReadWriteOnce data claim: set persistence.enabled=false (an emptyDir per pod; label sets saved under the data dir are then per pod) or persistence.accessModes=[ReadWriteMany]" }}
+{{- fail "omnivec: several replicas cannot share a ReadWriteOnce data claim: set persistence.enabled=false (an emptyDir per pod: the index and label sets live in Qdrant) or persistence.accessModes=[ReadWriteMany]" }}
 {{- end }}
 {{- $bundle := .Values.model.bundle }}
 {{- if and (eq $bundle.source "pvc") (not $bundle.pvc.existingClaim) (not $bundle.pvc.create) }}
