@@ -27,6 +27,12 @@ class ModelSettings(BaseModel):
     bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
+    provider_options: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Options per execution provider, e.g. {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}, '
+        '"CUDAExecutionProvider": {"device_id": "1"}}. TensorRT also gets an engine and timing cache under '
+        "data_dir/tensorrt-cache unless these options set trt_engine_cache_path.",
+    )
     intra_op_threads: int | None = Field(
         None, ge=1, description="Threads inside one model call; default: cores / server.inference_threads, so concurrent calls do not oversubscribe the CPU."
     )
@@ -136,6 +142,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where the embedded Edge engine keeps its collections."""
         return Path(self.data_dir) / "index"
+
+    @property
+    def tensorrt_cache_dir(self) -> Path:
+        """Where TensorRT keeps built engines, so a restart does not rebuild them (minutes per tower)."""
+        return Path(self.data_dir) / "tensorrt-cache"
 
     @property
     def labelsets_dir(self) -> Path:

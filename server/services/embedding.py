@@ -77,6 +77,8 @@ class EmbeddingService:
                 intra_op_threads=self.settings.model_threads(),
                 inter_op_threads=model.inter_op_threads,
                 providers=model.providers,
+                provider_options=model.provider_options,
+                tensorrt_cache=self.settings.tensorrt_cache_dir,
             )
             for modality in self.bundle.modalities
         }

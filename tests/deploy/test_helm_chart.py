@@ -82,7 +82,13 @@ VALUE_SETS: dict[str, dict] = {
     "every_setting": {
         "model": {"bundle": {"source": "image", "path": "/opt/omnivec/bundle"}},
         "config": {
-            "model": {"precision": "int8", "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"], "intra_op_threads": 3, "inter_op_threads": 2},
+            "model": {
+                "precision": "int8",
+                "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                "provider_options": {"CUDAExecutionProvider": {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"}},
+                "intra_op_threads": 3,
+                "inter_op_threads": 2,
+            },
             "batching": {"enabled": False, "max_batch": 64, "max_queue": 4096, "max_wait_ms": 2.5, "workers": 2},
             "limits": {
                 "max_request_bytes": 134217728,
@@ -284,8 +290,9 @@ def test_manifests_validate_against_kubernetes_schemas(render, name):
         ({"config": {"batching": {"max_bach": 64}}}, "max_bach"),
         ({"config": {"model": {"precision": "fp16"}}}, "precision"),
         ({"gpu": {"enabled": "yes"}}, "enabled"),
+        ({"config": {"model": {"provider_options": {"CUDAExecutionProvider": {"device_id": 1}}}}}, "device_id"),
     ],
-    ids=["replicaCount-string", "unknown-setting", "bad-precision", "gpu-enabled-string"],
+    ids=["replicaCount-string", "unknown-setting", "bad-precision", "gpu-enabled-string", "provider-option-not-a-string"],
 )
 def test_values_schema_rejects_bad_values(run_helm, values, field):
     lint = run_helm(["lint", "--strict"], values)
