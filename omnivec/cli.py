@@ -91,6 +91,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     where.add_argument("--bundle", type=Path, help="run the API in-process on this bundle instead of using a server")
     p.add_argument("--data-dir", type=Path, help="with --bundle: data directory holding the index (default $OMNIVEC_DATA_DIR or ./data)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one request (default 300)")
+    p.add_argument("--api-key", help="API key of a server started with OMNIVEC_SERVER__API_KEYS (default $OMNIVEC_API_KEY)")
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -332,7 +333,7 @@ def _api(args: argparse.Namespace) -> Iterator["Client"]:
     batch_size = max(1, getattr(args, "batch_size", 64))
     if args.bundle is None:
         url = (args.server or os.environ.get("OMNIVEC_SERVER_URL") or "http://127.0.0.1:8000").rstrip("/")
-        with Client(url, timeout_s=args.timeout, batch_size=batch_size) as client:
+        with Client(url, timeout_s=args.timeout, batch_size=batch_size, api_key=args.api_key) as client:
             try:
                 client.health()
             except OmnivecError as exc:

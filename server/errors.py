@@ -37,6 +37,7 @@ class ErrorCode(str, Enum):
     OVERLOADED = "overloaded"
     NOT_READY = "not_ready"
     NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
     INFERENCE_FAILED = "inference_failed"
     # index, search, classification
     COLLECTION_NOT_FOUND = "collection_not_found"
@@ -73,6 +74,7 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.OVERLOADED: ErrorSpec(429, "Overloaded"),
     ErrorCode.NOT_READY: ErrorSpec(503, "Not ready"),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found"),
+    ErrorCode.UNAUTHORIZED: ErrorSpec(401, "Unauthorized"),
     ErrorCode.INFERENCE_FAILED: ErrorSpec(500, "Inference failed"),
     ErrorCode.COLLECTION_NOT_FOUND: ErrorSpec(404, "Collection not found"),
     ErrorCode.COLLECTION_EXISTS: ErrorSpec(409, "Collection exists"),

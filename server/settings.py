@@ -66,6 +66,12 @@ class ServerSettings(BaseModel):
     preprocess_threads: int = Field(default_factory=default_threads, ge=1, description="Threads decoding and resizing media.")
     inference_threads: int = Field(2, ge=1, description="Threads running model calls (shared by all towers).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    api_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated API keys; when set, every request except the probes, /metrics and the docs needs "
+        "`Authorization: Bearer KEY` or `X-API-Key: KEY` (401 otherwise). Several keys allow rotation.",
+    )
 
 
 class IndexSettings(BaseModel):

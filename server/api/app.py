@@ -32,6 +32,7 @@ from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_search, routes_system
+from .auth import ApiKeyAuth, parse_keys
 from .schemas import AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
 
 log = logging.getLogger("omnivec")
@@ -146,6 +147,12 @@ def _openapi(app: FastAPI) -> dict:
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
+    if parse_keys(app.state.settings.server.api_keys):  # the docs' "Authorize" button sends the key
+        schema["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        schema["security"] = [{"bearer": []}, {"apiKey": []}]
     app.openapi_schema = schema
     return schema
 
@@ -247,7 +254,9 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_search.router)
     app.include_router(routes_classify.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    if keys := parse_keys(settings.server.api_keys):
+        app.add_middleware(ApiKeyAuth, keys=keys, send_error=_send_error)  # before the body is read
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts 401s and 413s too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -46,6 +46,7 @@ VALUE_SETS: dict[str, dict] = {
     "gpu_qdrant_url_hpa_ingress_monitoring": {
         "gpu": {"enabled": True, "count": 2},
         "qdrant": {"url": "http://qdrant.db.svc:6333", "apiKey": {"existingSecret": "qdrant-auth", "key": "api-key"}},
+        "auth": {"existingSecret": "omnivec-keys"},
         "persistence": {"enabled": False},
         "model": {"bundle": {"source": "pvc", "pvc": {"existingClaim": "omnivec-models", "subPath": "vit-b-32", "accessModes": ["ReadOnlyMany"]}}},
         "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetMemoryUtilizationPercentage": 80},
@@ -438,6 +439,17 @@ def test_qdrant_url_sets_the_engine_and_takes_the_api_key_from_the_secret(render
     hpa = _one(docs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
     assert _one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_api_keys_come_from_a_secret_only_when_one_is_named(render, run_helm):
+    env = _env(_server(render(VALUE_SETS["gpu_qdrant_url_hpa_ingress_monitoring"])))
+    assert env["OMNIVEC_SERVER__API_KEYS"]["valueFrom"] == {"secretKeyRef": {"name": "omnivec-keys", "key": "api-keys"}}
+    assert "OMNIVEC_SERVER__API_KEYS" not in _env(_server(render({})))
+    result = run_helm(["install", RELEASE, "--dry-run=client"], {"auth": {"existingSecret": "omnivec-keys"}})
+    assert result.returncode == 0, result.stderr
+    assert 'curl -s http://127.0.0.1:8000/v1/models -H "Authorization: Bearer $KEY"' in result.stdout.split("NOTES:", 1)[1]
+    # the probes stay open (the server exempts /healthz and /readyz), so they need no key
+    assert _server(render(VALUE_SETS["gpu_qdrant_url_hpa_ingress_monitoring"]))["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 def test_qdrant_deploy_runs_a_statefulset_the_server_points_at(render):

@@ -35,11 +35,13 @@ class AsyncClient:
         batch_size: int = 64,
         max_request_bytes: int = 8 * 1024 * 1024,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers)
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key)
+        self._headers = self.settings.request_headers
         self._own_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(base_url=self.settings.base_url, timeout=timeout_s, headers=self.settings.headers)
+        self._http = http_client or httpx.AsyncClient(base_url=self.settings.base_url, timeout=timeout_s)
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -55,7 +57,7 @@ class AsyncClient:
         policy = self.settings.retry if call.retry else NO_RETRY
         for attempt in itertools.count(1):
             try:
-                outcome = await self._http.request(call.method, call.path, json=call.json, params=call.params)
+                outcome = await self._http.request(call.method, call.path, json=call.json, params=call.params, headers=self._headers)
             except httpx.TransportError as exc:
                 outcome = exc
             result = settle(policy, attempt, outcome, self.settings.base_url)

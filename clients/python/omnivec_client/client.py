@@ -24,6 +24,7 @@ class Client:
     Every method raises OmnivecError with the server's code and message on failure; 429 and 503
     answers and failed connections are retried per `retry` (honouring Retry-After).
     Pass `http_client` to reuse your own httpx.Client (its base_url must point at the server).
+    `api_key` (default $OMNIVEC_API_KEY) is sent as `Authorization: Bearer` on every request.
     """
 
     def __init__(
@@ -35,11 +36,13 @@ class Client:
         batch_size: int = 64,
         max_request_bytes: int = 8 * 1024 * 1024,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers)
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key)
+        self._headers = self.settings.request_headers
         self._own_http = http_client is None
-        self._http = http_client or httpx.Client(base_url=self.settings.base_url, timeout=timeout_s, headers=self.settings.headers)
+        self._http = http_client or httpx.Client(base_url=self.settings.base_url, timeout=timeout_s)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -57,7 +60,7 @@ class Client:
         policy = self.settings.retry if call.retry else NO_RETRY
         for attempt in itertools.count(1):
             try:
-                outcome = self._http.request(call.method, call.path, json=call.json, params=call.params)
+                outcome = self._http.request(call.method, call.path, json=call.json, params=call.params, headers=self._headers)
             except httpx.TransportError as exc:
                 outcome = exc
             result = settle(policy, attempt, outcome, self.settings.base_url)

@@ -14,7 +14,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 class ClientSettings:
     """Where the server is and how requests are sized and retried.
 
-    base_url defaults to $OMNIVEC_SERVER_URL, then http://127.0.0.1:8000. Bulk calls (embed,
+    base_url defaults to $OMNIVEC_SERVER_URL, then http://127.0.0.1:8000; api_key to
+    $OMNIVEC_API_KEY (sent as `Authorization: Bearer`, for servers with OMNIVEC_SERVER__API_KEYS). Bulk calls (embed,
     classify, add) send at most `batch_size` inputs and about `max_request_bytes` of encoded media
     per request, well under the server's default 64 MiB body limit.
     """
@@ -25,10 +26,18 @@ class ClientSettings:
     batch_size: int = 64
     max_request_bytes: int = 8 * 1024 * 1024
     headers: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = field(default_factory=lambda: os.environ.get("OMNIVEC_API_KEY") or None, repr=False)
 
     @classmethod
     def from_arguments(
-        cls, base_url: str | None, timeout_s: float, retry: RetryPolicy | None, batch_size: int, max_request_bytes: int, headers: dict[str, str] | None
+        cls,
+        base_url: str | None,
+        timeout_s: float,
+        retry: RetryPolicy | None,
+        batch_size: int,
+        max_request_bytes: int,
+        headers: dict[str, str] | None,
+        api_key: str | None,
     ) -> "ClientSettings":
         """Settings from a client constructor's arguments (None: the default)."""
         defaults = cls()
@@ -39,7 +48,13 @@ class ClientSettings:
             batch_size=batch_size,
             max_request_bytes=max_request_bytes,
             headers=dict(headers or {}),
+            api_key=api_key or defaults.api_key,
         )
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        """Headers every request carries: the caller's, plus the API key if there is one."""
+        return {**self.headers, **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_request_bytes < 1:

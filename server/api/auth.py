@@ -1,0 +1,57 @@
+"""Optional API-key authentication for the API (OMNIVEC_SERVER__API_KEYS).
+
+Several comma-separated keys may be valid at once, so a key can be rotated without downtime: add
+the new one, move clients, remove the old. Liveness/readiness probes, /metrics and the API docs
+stay open (orchestrators and Prometheus scrape them without credentials); everything else needs
+`Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import ErrorCode, OmnivecError
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def parse_keys(value: str | None) -> tuple[bytes, ...]:
+    """The configured keys: comma-separated, blanks ignored."""
+    return tuple(k.strip().encode() for k in (value or "").split(",") if k.strip())
+
+
+def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+    """The key a request carries, from `Authorization: Bearer ...` or `X-API-Key`."""
+    auth = headers.get(b"authorization", b"")
+    scheme, _, token = auth.partition(b" ")
+    if scheme.lower() == b"bearer" and token.strip():
+        return token.strip()
+    return headers.get(b"x-api-key") or None
+
+
+class ApiKeyAuth:
+    """Refuse requests without a valid key with 401 unauthorized (only installed when keys are set)."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[bytes, ...], send_error) -> None:
+        self.app = app
+        self.keys = keys
+        self.send_error = send_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(dict(scope.get("headers") or []))
+        # compare against every key (no early exit), so timing says nothing about which one matched
+        valid = key is not None and sum(hmac.compare_digest(key, k) for k in self.keys) > 0
+        if valid:
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "this server requires an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            if key is None
+            else "the API key is not valid; check it against the server's OMNIVEC_SERVER__API_KEYS"
+        )
+        await self.send_error(send, OmnivecError(ErrorCode.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}))
