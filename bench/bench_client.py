@@ -103,7 +103,7 @@ def measure(url: str, images: list[bytes], texts: list[str], batch: int, rounds:
 
             resent = timed(lambda: omni.add(names["sdk"], items, skip_existing=False))
             resumed_result = []
-            resumed = timed(lambda: resumed_result.append(omni.add(names["sdk"], items)))
+            resumed = timed(lambda: resumed_result.append(omni.add(names["sdk"], items, skip_existing=True)))
             if resumed_result[0].skipped != n:
                 raise RuntimeError(f"resume skipped {resumed_result[0].skipped} of {n}")
             ratios["resume"].append(resent / resumed)

@@ -407,7 +407,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     def run(client: "Client") -> int:
         _ensure_collection(client, args.collection, not args.no_create)
         started = time.perf_counter()
-        result = client.add(args.collection, items, progress=not args.no_progress)
+        result = client.add(args.collection, items, skip_existing=True, progress=not args.no_progress)
         seconds = time.perf_counter() - started
         for error in result.errors:
             print(f"error: {sources[error.index].label}: {error.message}", file=sys.stderr)

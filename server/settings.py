@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,12 +27,18 @@ class ModelSettings(BaseModel):
     bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
-    provider_options: dict[str, dict[str, str]] = Field(
+    provider_options: dict[str, dict[str, str | int | float | bool]] = Field(
         default_factory=dict,
         description='Options per execution provider, e.g. {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}, '
         '"CUDAExecutionProvider": {"device_id": "1"}}. TensorRT also gets an engine and timing cache under '
         "data_dir/tensorrt-cache unless these options set trt_engine_cache_path.",
     )
+
+    @field_validator("provider_options")
+    @classmethod
+    def _options_as_strings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+        """onnxruntime takes option values as strings: 1 -> "1", true -> "True"."""
+        return {provider: {k: str(v) for k, v in options.items()} for provider, options in value.items()}
     intra_op_threads: int | None = Field(
         None, ge=1, description="Threads inside one model call; default: cores / server.inference_threads, so concurrent calls do not oversubscribe the CPU."
     )

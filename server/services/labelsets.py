@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ErrorCode, OmnivecError
 from ..index.store import InvalidRequest, point_uuid, utc_now_iso, validate_collection_name
@@ -111,7 +111,14 @@ class FileLabelSetStore:
     def list(self) -> list[LabelSet]:
         if not self.root.is_dir():
             return []
-        return [self.get(p.stem) for p in sorted(self.root.glob("*.json"))]
+        sets = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                sets.append(self.get(path.stem))
+            except OmnivecError as exc:  # deleted between the listing and the read
+                if exc.code != ErrorCode.LABELSET_NOT_FOUND:
+                    raise
+        return sets
 
 
 class QdrantLabelSetStore:
@@ -144,20 +151,33 @@ class QdrantLabelSetStore:
                 self._ready = True
         return self.COLLECTION
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One client call on the label-set collection; if the collection vanished (Qdrant wiped
+        or restored from an older snapshot), create it again and retry once."""
+        collection = self._collection()
+        try:
+            with self._index.serialized():
+                return getattr(self._index.client, method)(collection, *args, **kwargs)
+        except Exception:
+            with self._index.serialized():
+                gone = not self._index.client.collection_exists(collection)
+            if not gone:
+                raise
+            self._ready = False
+            collection = self._collection()
+            with self._index.serialized():
+                return getattr(self._index.client, method)(collection, *args, **kwargs)
+
     def put(self, name: str, labels: list[str], templates: list[str] | None = None, description: str = "") -> LabelSet:
         from qdrant_client import models
 
         labelset = LabelSet.checked(name, labels, templates, description)
         point = models.PointStruct(id=point_uuid(labelset.name), vector=[1.0], payload=asdict(labelset))
-        collection = self._collection()
-        with self._index.serialized():
-            self._index.client.upsert(collection, [point], wait=True)
+        self._call("upsert", [point], wait=True)
         return labelset
 
     def get(self, name: str) -> LabelSet:
-        collection = self._collection()
-        with self._index.serialized():
-            found = self._index.client.retrieve(collection, [point_uuid(_check_name(name))], with_payload=True)
+        found = self._call("retrieve", [point_uuid(_check_name(name))], with_payload=True)
         if not found:
             raise _not_found(name)
         return LabelSet.from_dict(found[0].payload or {})
@@ -166,17 +186,13 @@ class QdrantLabelSetStore:
         from qdrant_client import models
 
         self.get(name)  # 404 when missing
-        collection = self._collection()
-        with self._index.serialized():
-            self._index.client.delete(collection, models.PointIdsList(points=[point_uuid(name)]), wait=True)
+        self._call("delete", models.PointIdsList(points=[point_uuid(name)]), wait=True)
 
     def list(self) -> list[LabelSet]:
-        collection = self._collection()
         sets: list[LabelSet] = []
         offset = None
         while True:
-            with self._index.serialized():
-                points, offset = self._index.client.scroll(collection, limit=256, offset=offset, with_payload=True)
+            points, offset = self._call("scroll", limit=256, offset=offset, with_payload=True)
             sets += [LabelSet.from_dict(p.payload or {}) for p in points]
             if offset is None:
                 return sorted(sets, key=lambda s: s.name)

@@ -114,7 +114,7 @@ def test_add_resumes_and_reports_bad_items_without_losing_the_rest(omni, collect
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     again = first + [Item(text="note 5"), Item(image=corrupt, payload={"why": "corrupt"}), Item.from_file(tmp_path / "missing.jpg"), Item(image=png(3))]
-    result = omni.add(collection, again)
+    result = omni.add(collection, again, skip_existing=True)
     assert (result.skipped, result.indexed) == (5, 2)
     assert [(e.index, e.code) for e in result.errors] == [(6, "invalid_image"), (7, "unreadable_file")]
     assert "missing.jpg" in result.errors[1].message
@@ -210,3 +210,32 @@ def test_no_server_fails_fast_with_what_to_check():
         with pytest.raises(OmnivecError) as info:
             omni.health()
     assert info.value.code == "connection_failed" and "omnivec serve" in str(info.value)
+
+
+def test_one_item_too_big_for_the_server_is_its_own_error(omni, collection):
+    """The test server takes 4 MiB bodies: one ~4.6 MB picture cannot be sent alone; the others still are."""
+    huge = noise_png(7, 1240)
+    result = omni.add(collection, [Item(text="before"), Item(image=huge, id="huge"), Item(text="after")])
+    assert result.indexed == 2 and [(e.index, e.id, e.code) for e in result.errors] == [(1, "huge", "payload_too_large")]
+    assert result.ids[0] and result.ids[2] and result.ids[1] is None
+
+
+def test_a_single_text_or_path_is_one_input(omni, tmp_path):
+    path = tmp_path / "one.png"
+    path.write_bytes(png(5))
+    assert len(omni.embed("hello")) == 1
+    assert len(omni.embed(images=path)) == 1
+    assert len(omni.classify("a photo", labels=["a", "b"])) == 1
+
+
+def test_adding_again_replaces_unless_resuming(omni, collection):
+    first = omni.add(collection, [Item(text="a note", payload={"v": 1})])
+    again = omni.add(collection, [Item(text="a note", payload={"v": 2})])
+    assert (again.indexed, again.skipped) == (1, 0) and omni.get(collection, first.ids[0]).payload == {"v": 2}
+    resumed = omni.add(collection, [Item(text="a note", payload={"v": 3})], skip_existing=True)
+    assert (resumed.indexed, resumed.skipped) == (0, 1) and omni.get(collection, first.ids[0]).payload == {"v": 2}
+
+
+def test_dot_ids_cannot_be_fetched_by_path(omni, collection):
+    with pytest.raises(ValueError, match="URL path"):
+        omni.get(collection, "..")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -104,3 +105,35 @@ def test_wait_ready_polls_until_ready_and_gives_up_with_the_last_status():
     with pytest.raises(OmnivecError, match="demo collection") as info:
         asyncio.run(never_ready())
     assert info.value.code == "not_ready"
+
+
+def test_a_lost_answer_is_resent_only_where_repeating_is_harmless():
+    handle, seen = scripted(httpx.ReadTimeout("slow"), OK)
+    http = httpx.Client(transport=httpx.MockTransport(handle), base_url="http://omnivec.test")
+    with Client(http_client=http, retry=RetryPolicy(attempts=3, backoff_s=0.001)) as omni:
+        assert omni.models() == []  # a read: resent
+    assert len(seen) == 2
+
+    handle, seen = scripted(httpx.ReadTimeout("slow"), httpx.Response(409, json={"error": {"code": "collection_exists", "status": 409, "message": "exists"}}))
+    http = httpx.Client(transport=httpx.MockTransport(handle), base_url="http://omnivec.test")
+    with Client(http_client=http, retry=RetryPolicy(attempts=3, backoff_s=0.001)) as omni, pytest.raises(OmnivecError) as info:
+        omni.create_collection("photos")  # the create may have happened: not resent, no misleading 409
+    assert len(seen) == 1 and info.value.code == "no_answer" and "may have done it" in info.value.message
+
+
+def test_a_smaller_request_size_learned_from_a_413_is_kept(monkeypatch):
+    """A server taking at most 8 inputs: after two refusals (32, 16) every later request has 8."""
+    sizes: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        inputs = json.loads(request.content)["inputs"]
+        sizes.append(len(inputs))
+        if len(inputs) > 8:
+            return httpx.Response(413, json={"error": {"code": "too_many_inputs", "status": 413, "message": "at most 8"}})
+        rows = [{"index": i, "input_index": i, "modality": "text", "embedding": [1.0, 0.0]} for i in range(len(inputs))]
+        return httpx.Response(200, json={"model": "m", "space_id": "s", "dim": 2, "encoding": "float", "data": rows, "usage": {}})
+
+    http = httpx.Client(transport=httpx.MockTransport(handle), base_url="http://omnivec.test")
+    with Client(http_client=http, batch_size=32) as omni:
+        assert len(omni.embed([f"text {i}" for i in range(64)])) == 64
+    assert sizes == [32, 16] + [8] * 8

@@ -91,3 +91,26 @@ def test_qdrant_sets_are_shared_by_every_server_on_the_same_qdrant():
     assert first.list() == []
     assert index.list_collections() == []
     index.close()
+
+
+def test_a_set_deleted_while_listing_is_left_out(tmp_path):
+    class DeletedMeanwhile(FileLabelSetStore):
+        def get(self, name):
+            if name == "gone":
+                (self.root / "gone.json").unlink(missing_ok=True)  # another request deletes it right now
+            return super().get(name)
+
+    labelsets = DeletedMeanwhile(tmp_path / "labelsets")
+    labelsets.put("gone", ["a"])
+    labelsets.put("kept", ["b"])
+    assert [s.name for s in labelsets.list()] == ["kept"]
+
+
+def test_the_qdrant_collection_is_made_again_if_it_vanishes():
+    index = QdrantIndexStore(QdrantClient(":memory:"))
+    labelsets = QdrantLabelSetStore(index)
+    labelsets.put("first", ["a"])
+    index.client.delete_collection(QdrantLabelSetStore.COLLECTION)  # Qdrant wiped or restored under a running server
+    labelsets.put("second", ["b"])
+    assert [s.name for s in labelsets.list()] == ["second"]
+    index.close()

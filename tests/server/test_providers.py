@@ -58,3 +58,9 @@ def test_a_gpu_configuration_still_serves_on_a_cpu_build(tiny_bundle, tmp_path):
         assert all(t["providers"] == ["CPUExecutionProvider"] for t in towers)
         assert httpx.post(f"{server.url}/v1/embed", json={"texts": ["still serves"]}, timeout=30).status_code == 200
     assert not (tmp_path / "data" / "tensorrt-cache").exists(), "the cache dir is made only when TensorRT is used"
+
+
+def test_numbers_and_booleans_in_provider_options_become_strings(monkeypatch):
+    monkeypatch.setenv("OMNIVEC_MODEL__PROVIDER_OPTIONS", '{"CUDAExecutionProvider": {"device_id": 1}, "TensorrtExecutionProvider": {"trt_fp16_enable": true}}')
+    options = Settings().model.provider_options
+    assert options == {"CUDAExecutionProvider": {"device_id": "1"}, "TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}

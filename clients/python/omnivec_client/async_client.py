@@ -57,10 +57,12 @@ class AsyncClient:
         policy = self.settings.retry if call.retry else NO_RETRY
         for attempt in itertools.count(1):
             try:
-                outcome = await self._http.request(call.method, call.path, json=call.json, params=call.params, headers=self._headers)
+                outcome = await self._http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=self._headers, timeout=call.timeout_s or self.settings.timeout_s
+                )
             except httpx.TransportError as exc:
                 outcome = exc
-            result = settle(policy, attempt, outcome, self.settings.base_url)
+            result = settle(policy, attempt, call, outcome, self.settings.base_url)
             if not isinstance(result, Sleep):
                 return result
             await asyncio.sleep(result.seconds)
@@ -134,7 +136,7 @@ class AsyncClient:
     async def optimize(self, name: str) -> dict[str, Any]:
         return await self._run(ops.optimize(name))
 
-    async def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = True, progress: bool = False) -> AddResult:
+    async def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False) -> AddResult:
         items = list(items)
         s = self.settings
         with add_progress(len(items), f"index {collection}", progress) as on_progress:

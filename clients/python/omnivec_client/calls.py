@@ -11,7 +11,7 @@ from typing import Any, Generator, TypeVar, Union
 
 import httpx
 
-from .errors import OmnivecError, connection_failed
+from .errors import OmnivecError, transport_error
 from .retry import RetryPolicy, parse_retry_after
 
 T = TypeVar("T")
@@ -26,6 +26,8 @@ class Call:
     json: Any = None
     params: dict[str, Any] | None = None
     retry: bool = True  # False for probes that must answer now (health) or poll on their own (wait_ready)
+    resend: bool = True  # False where a repeat after a lost answer misleads (a create answers 409, a delete 404)
+    timeout_s: float | None = None  # None: the client's timeout
 
 
 @dataclass(frozen=True)
@@ -51,19 +53,29 @@ def error_from_response(response: httpx.Response) -> OmnivecError:
         return OmnivecError(text, code=f"http_{response.status_code}", status=response.status_code, retry_after=retry_after)
 
 
-def settle(policy: RetryPolicy, attempt: int, outcome: httpx.Response | Exception, base_url: str) -> Any:
+# Transport errors raised before the request left: resending cannot repeat anything.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def settle(policy: RetryPolicy, attempt: int, call: Call, outcome: httpx.Response | Exception, base_url: str) -> Any:
     """What one try of a call comes to: the decoded answer, a Sleep before the next try, or the
     OmnivecError to raise (an error answer, or no answer, once the policy says stop).
 
-    `outcome` is the response or the transport error. Responses are read by duck typing, so an
-    httpx-compatible client passed in by the caller (starlette's TestClient may be httpx2) works too.
+    `outcome` is the response or the transport error. A request that may have reached the server
+    (read timeout, dropped connection) is resent only if the call allows it. Responses are read by
+    duck typing, so an httpx-compatible client passed in by the caller (starlette's TestClient may
+    be httpx2) works too.
     """
     answered = not isinstance(outcome, Exception)
     if answered and outcome.status_code < 400:
         return outcome.json()
-    if (not answered or outcome.status_code in policy.statuses) and attempt < policy.attempts:
+    if answered:
+        retryable = outcome.status_code in policy.statuses
+    else:
+        retryable = isinstance(outcome, NOT_SENT) or call.resend
+    if retryable and attempt < policy.attempts:
         retry_after = parse_retry_after(outcome.headers.get("retry-after")) if answered else None
         return Sleep(policy.delay_s(attempt, retry_after))
     if answered:
         raise error_from_response(outcome)
-    raise connection_failed(base_url, outcome) from outcome
+    raise transport_error(base_url, outcome, sent=not isinstance(outcome, NOT_SENT)) from outcome

@@ -60,10 +60,12 @@ class Client:
         policy = self.settings.retry if call.retry else NO_RETRY
         for attempt in itertools.count(1):
             try:
-                outcome = self._http.request(call.method, call.path, json=call.json, params=call.params, headers=self._headers)
+                outcome = self._http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=self._headers, timeout=call.timeout_s or self.settings.timeout_s
+                )
             except httpx.TransportError as exc:
                 outcome = exc
-            result = settle(policy, attempt, outcome, self.settings.base_url)
+            result = settle(policy, attempt, call, outcome, self.settings.base_url)
             if not isinstance(result, Sleep):
                 return result
             time.sleep(result.seconds)
@@ -157,10 +159,14 @@ class Client:
 
     # -- items ------------------------------------------------------------------------------
 
-    def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = True, progress: bool = False) -> AddResult:
-        """Index items in batches. Items the collection already holds are skipped without sending
-        their bytes, so an interrupted run resumes where it stopped; items the server refuses are
-        listed in `errors` and the rest are indexed."""
+    def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False) -> AddResult:
+        """Index items in batches; items the server refuses (or a file that cannot be read, or one
+        item over the server's size limits) are listed in `errors` and the rest are indexed.
+
+        Indexing the same content again replaces the item (its payload too). To resume an
+        interrupted job instead, pass skip_existing=True: items whose id the collection already
+        holds are not sent at all (so their payloads are not updated either).
+        """
         items = list(items)
         s = self.settings
         with add_progress(len(items), f"index {collection}", progress) as on_progress:

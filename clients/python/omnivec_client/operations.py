@@ -7,8 +7,10 @@ the server's limits.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Generator
 from urllib.parse import quote
 
@@ -28,41 +30,79 @@ def _size(entry: dict[str, Any]) -> int:
     return sum(len(v) for k, v in entry.items() if k in ("text", "image", "audio") and isinstance(v, str))
 
 
-def chunks(entries: Sequence[Any], max_count: int, max_bytes: int, size: Callable[[Any], int]) -> list[list[Any]]:
-    """Consecutive groups of at most max_count entries and about max_bytes of content (one entry may exceed it)."""
-    groups: list[list[Any]] = []
+@dataclass
+class Sizing:
+    """How big one request may be. Starts from the client's settings and shrinks for the rest of
+    the operation when the server answers 413, so later requests fit the first time."""
+
+    max_count: int
+    max_bytes: int
+
+    def learn(self, exc: OmnivecError, count: int, nbytes: int) -> None:
+        if exc.code == "too_many_inputs":
+            self.max_count = max(1, min(self.max_count, count // 2))
+        else:
+            self.max_bytes = max(1, min(self.max_bytes, nbytes // 2))
+
+
+def chunks(entries: Sequence[Any], sizing: Sizing, size: Callable[[Any], int]) -> Iterator[list[Any]]:
+    """Consecutive groups of at most max_count entries and about max_bytes of content (one entry
+    may exceed it), read from `sizing` as each group is made."""
     group: list[Any] = []
     total = 0
     for entry in entries:
         weight = size(entry)
-        if group and (len(group) >= max_count or total + weight > max_bytes):
-            groups.append(group)
+        if group and (len(group) >= sizing.max_count or total + weight > sizing.max_bytes):
+            yield group
             group, total = [], 0
         group.append(entry)
         total += weight
     if group:
-        groups.append(group)
-    return groups
+        yield group
 
 
-def sent_in_parts(entries: list[Any], make_call: Callable[[list[Any]], Call]) -> Generator[Call, Any, list[tuple[list[Any], Any]]]:
-    """Send entries in one call; when the server says it is too big, send each half instead."""
+def sent_in_parts(
+    entries: list[Any], make_call: Callable[[list[Any]], Call], sizing: Sizing, size: Callable[[Any], int], *, keep_failures: bool = False
+) -> Generator[Call, Any, list[tuple[list[Any], Any]]]:
+    """Send entries in one call; when the server says it is too big, learn a smaller size (half)
+    and send the entries in parts of that size, recursively.
+
+    Returns (entries, answer) per request sent. A single entry still too big raises, or with
+    keep_failures comes back as (entries, the OmnivecError), so the caller can report that item
+    and go on with the others.
+    """
     try:
         answer = yield make_call(entries)
         return [(entries, answer)]
     except OmnivecError as exc:
-        if exc.code not in SPLITTABLE or len(entries) < 2:
+        if exc.code not in SPLITTABLE:
             raise
-    half = len(entries) // 2
-    first = yield from sent_in_parts(entries[:half], make_call)
-    second = yield from sent_in_parts(entries[half:], make_call)
-    return first + second
+        if len(entries) < 2:
+            if keep_failures:
+                return [(entries, exc)]
+            raise
+        sizing.learn(exc, len(entries), sum(size(e) for e in entries))
+    sent: list[tuple[list[Any], Any]] = []
+    for group in chunks(entries, sizing, size):  # lazily: a limit learned inside one group sizes the next
+        if len(group) == len(entries):  # the learned limits do not split it (weightless entries): halve
+            group = entries[: len(entries) // 2]
+            sent += yield from sent_in_parts(group, make_call, sizing, size, keep_failures=keep_failures)
+            group = entries[len(entries) // 2 :]
+        sent += yield from sent_in_parts(group, make_call, sizing, size, keep_failures=keep_failures)
+    return sent
+
+
+def _listed(values: Any) -> list[Any]:
+    """One text, path or bytes value, or an iterable of them, as a list (a str is never split into characters)."""
+    if isinstance(values, (str, bytes, bytearray, memoryview, os.PathLike)):
+        return [values]
+    return list(values)
 
 
 def _media_inputs(texts: Iterable[str], images: Iterable[MediaSource], audios: Iterable[MediaSource]) -> list[dict[str, str]]:
-    inputs: list[dict[str, str]] = [{"text": t} for t in texts]
-    inputs += [{"image": encode(read_media(i))} for i in images]
-    inputs += [{"audio": encode(read_media(a))} for a in audios]
+    inputs: list[dict[str, str]] = [{"text": t} for t in _listed(texts)]
+    inputs += [{"image": encode(read_media(i))} for i in _listed(images)]
+    inputs += [{"audio": encode(read_media(a))} for a in _listed(audios)]
     return inputs
 
 
@@ -70,7 +110,7 @@ def _media_inputs(texts: Iterable[str], images: Iterable[MediaSource], audios: I
 
 
 def health() -> Operation[bool]:
-    yield Call("GET", "/healthz", retry=False)
+    yield Call("GET", "/healthz", retry=False, timeout_s=5.0)
     return True
 
 
@@ -105,8 +145,13 @@ def embed(
     if not inputs:
         raise ValueError("nothing to embed: give texts, images and/or audios")
     answers: list[Any] = []
-    for group in chunks(inputs, batch_size, max_request_bytes, _size):
-        parts = yield from sent_in_parts(group, lambda part: Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate}))
+    sizing = Sizing(batch_size, max_request_bytes)
+
+    def call(part: list[dict[str, str]]) -> Call:
+        return Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate})
+
+    for group in chunks(inputs, sizing, _size):
+        parts = yield from sent_in_parts(group, call, sizing, _size)
         answers += [answer for _, answer in parts]
     return Embeddings.from_responses(answers)
 
@@ -137,8 +182,9 @@ def classify(
     if templates is not None:
         options["templates"] = list(templates)
     results: list[Classification] = []
-    for group in chunks(inputs, batch_size, max_request_bytes, _size):
-        parts = yield from sent_in_parts(group, lambda part: Call("POST", "/v1/classify", json={**options, "inputs": part}))
+    sizing = Sizing(batch_size, max_request_bytes)
+    for group in chunks(inputs, sizing, _size):
+        parts = yield from sent_in_parts(group, lambda part: Call("POST", "/v1/classify", json={**options, "inputs": part}), sizing, _size)
         results += [Classification.from_json(row) for _, answer in parts for row in answer["results"]]
     return results
 
@@ -151,7 +197,7 @@ def create_collection(name: str, *, description: str, payload_indexes: dict[str,
     if payload_indexes:
         body["payload_indexes"] = payload_indexes
     try:
-        return Collection.from_json((yield Call("POST", "/v1/collections", json=body)))
+        return Collection.from_json((yield Call("POST", "/v1/collections", json=body, resend=False)))
     except OmnivecError as exc:
         if not (exist_ok and exc.code == "collection_exists"):
             raise
@@ -167,7 +213,7 @@ def list_collections() -> Operation[list[Collection]]:
 
 
 def delete_collection(name: str) -> Operation[None]:
-    yield Call("DELETE", f"/v1/collections/{_name(name)}")
+    yield Call("DELETE", f"/v1/collections/{_name(name)}", resend=False)
 
 
 def optimize(name: str) -> Operation[dict[str, Any]]:
@@ -208,6 +254,14 @@ def add(
     """Index items in batches; with skip_existing, items the collection already holds are not sent."""
     url = f"/v1/collections/{_name(collection)}/items"
     result = AddResult(ids=[None] * len(items))
+    sizing = Sizing(batch_size, max_request_bytes)
+
+    def weight(pending_item: tuple[int, dict[str, Any], str | None]) -> int:
+        return _size(pending_item[1])
+
+    def call(part: list[tuple[int, dict[str, Any], str | None]]) -> Call:
+        return Call("POST", url, json={"items": [entry for _, entry, _ in part]})
+
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         pending: list[tuple[int, dict[str, Any], str | None]] = []  # (position in items, request item, known id)
@@ -226,9 +280,13 @@ def add(
                     result.ids[position] = known
                     result.skipped += 1
             pending = [p for p in pending if p[2] not in stored]
-        for group in chunks(pending, batch_size, max_request_bytes, lambda p: _size(p[1])):
-            parts = yield from sent_in_parts(group, lambda part: Call("POST", url, json={"items": [entry for _, entry, _ in part]}))
+        for group in chunks(pending, sizing, weight):
+            parts = yield from sent_in_parts(group, call, sizing, weight, keep_failures=True)
             for part, answer in parts:
+                if isinstance(answer, OmnivecError):  # this one item is over the server's limits on its own
+                    position = part[0][0]
+                    result.errors.append(ItemError(position, items[position].id, answer.code, answer.message))
+                    continue
                 for (position, _, _), item_id in zip(part, answer["ids"]):
                     result.ids[position] = item_id
                 for error in answer["errors"]:
@@ -253,6 +311,8 @@ def delete_items(collection: str, *, ids: Sequence[str] | None, filter: dict[str
 
 
 def get_item(collection: str, item_id: str, *, with_vector: bool) -> Operation[StoredItem]:
+    if item_id in (".", ".."):
+        raise ValueError(f"an item id of {item_id!r} cannot be addressed in a URL path; search(..., id=...) still finds items like it")
     path = f"/v1/collections/{_name(collection)}/items/{quote(item_id, safe='')}"
     return StoredItem.from_json((yield Call("GET", path, params={"with_vector": str(with_vector).lower()})))
 
@@ -294,4 +354,4 @@ def list_labelsets() -> Operation[list[LabelSet]]:
 
 
 def delete_labelset(name: str) -> Operation[None]:
-    yield Call("DELETE", f"/v1/labelsets/{_name(name)}")
+    yield Call("DELETE", f"/v1/labelsets/{_name(name)}", resend=False)
