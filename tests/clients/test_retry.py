@@ -137,3 +137,35 @@ def test_a_smaller_request_size_learned_from_a_413_is_kept(monkeypatch):
     with Client(http_client=http, batch_size=32) as omni:
         assert len(omni.embed([f"text {i}" for i in range(64)])) == 64
     assert sizes == [32, 16] + [8] * 8
+
+
+def test_the_async_client_reads_files_off_the_event_loop(monkeypatch, tmp_path):
+    """File reading and encoding run where the client says: in a worker thread for AsyncClient."""
+    import threading
+
+    from omnivec_client import operations
+
+    readers: list[str] = []
+    real_read = operations.read_media
+
+    def spy(source):
+        readers.append(threading.current_thread().name)
+        return real_read(source)
+
+    monkeypatch.setattr(operations, "read_media", spy)
+    picture = tmp_path / "x.png"
+    picture.write_bytes(b"\x89PNG fake")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        rows = [{"index": 0, "input_index": 0, "modality": "image", "embedding": [1.0, 0.0]}]
+        return httpx.Response(200, json={"model": "m", "space_id": "s", "dim": 2, "encoding": "float", "data": rows, "usage": {}})
+
+    async def embed_async() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://omnivec.test")
+        async with AsyncClient(http_client=http) as omni:
+            await omni.embed(images=[picture])
+
+    asyncio.run(embed_async())
+    with Client(http_client=httpx.Client(transport=httpx.MockTransport(handle), base_url="http://omnivec.test")) as omni:
+        omni.embed(images=[picture])
+    assert readers[0] != "MainThread" and readers[1] == "MainThread"

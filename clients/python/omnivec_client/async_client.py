@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from . import operations as ops
-from .calls import Call, Operation, Sleep, T, settle
+from .calls import Call, Operation, Sleep, T, Work, settle
 from .media import MediaSource
 from .progress import add_progress
 from .retry import NO_RETRY, RetryPolicy
@@ -22,8 +22,8 @@ from .types import AddResult, Classification, Collection, Embeddings, Hit, Item,
 class AsyncClient:
     """Non-blocking client for one omnivec server; see Client for what each method does.
 
-    Files given as paths are read on the event loop thread (fine for media-sized files). Run many
-    calls at once with asyncio.gather: the server batches concurrent requests into one model call.
+    Files are read and encoded in a worker thread, so the event loop keeps serving other calls. Run
+    many calls at once with asyncio.gather: the server batches concurrent requests into one model call.
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class AsyncClient:
                     step = operation.send(None)
                     continue
                 try:
-                    answer = await self._send(step)
+                    answer = await asyncio.to_thread(step.fn, *step.args) if isinstance(step, Work) else await self._send(step)
                 except Exception as exc:  # noqa: BLE001 - the operation decides, else it re-raises
                     step = operation.throw(exc)
                     continue

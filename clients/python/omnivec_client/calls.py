@@ -1,13 +1,13 @@
 """What a client sends: HTTP calls described as data, and how an answer becomes a result or an error.
 
-Operations (operations.py) are generators that yield `Call`s and `Sleep`s and receive the decoded
-answers, so the sync and the async client drive the same logic and differ only in how they wait.
+Operations (operations.py) are generators that yield `Call`s, `Sleep`s and `Work` and receive the
+decoded answers, so the sync and the async client drive the same logic and differ only in how they wait.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generator, TypeVar, Union
+from typing import Any, Callable, Generator, TypeVar, Union
 
 import httpx
 
@@ -37,7 +37,16 @@ class Sleep:
     seconds: float
 
 
-Step = Union[Call, Sleep]
+@dataclass(frozen=True)
+class Work:
+    """Blocking local work (reading and encoding files): the async client runs it in a thread so
+    the event loop keeps serving other calls; its result or exception comes back like a Call's."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+Step = Union[Call, Sleep, Work]
 Operation = Generator[Step, Any, T]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from . import operations as ops
-from .calls import Call, Operation, Sleep, T, settle
+from .calls import Call, Operation, Sleep, T, Work, settle
 from .media import MediaSource
 from .retry import NO_RETRY, RetryPolicy
 from .settings import ClientSettings
@@ -71,7 +71,7 @@ class Client:
             time.sleep(result.seconds)
 
     def _run(self, operation: Operation[T]) -> T:
-        """Drive an operation: send its calls, sleep its sleeps, throw errors back into it."""
+        """Drive an operation: send its calls, sleep its sleeps, do its work, throw errors back into it."""
         try:
             step = next(operation)
             while True:
@@ -80,7 +80,7 @@ class Client:
                     step = operation.send(None)
                     continue
                 try:
-                    answer = self._send(step)
+                    answer = step.fn(*step.args) if isinstance(step, Work) else self._send(step)
                 except Exception as exc:  # noqa: BLE001 - the operation decides (e.g. split on 413), else it re-raises
                     step = operation.throw(exc)
                     continue

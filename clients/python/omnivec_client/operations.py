@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generator
 from urllib.parse import quote
 
-from .calls import Call, Operation, Sleep
+from .calls import Call, Operation, Sleep, Work
 from .errors import OmnivecError
 from .media import MediaSource, content_id, encode, read_media
 from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, ItemError, LabelSet, StoredItem
@@ -141,7 +141,7 @@ def models() -> Operation[list[dict[str, Any]]]:
 def embed(
     texts: Iterable[str], images: Iterable[MediaSource], audios: Iterable[MediaSource], *, truncate: bool, batch_size: int, max_request_bytes: int
 ) -> Operation[Embeddings]:
-    inputs = _media_inputs(texts, images, audios)
+    inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
         raise ValueError("nothing to embed: give texts, images and/or audios")
     answers: list[Any] = []
@@ -171,7 +171,7 @@ def classify(
 ) -> Operation[list[Classification]]:
     if (labels is None) == (labelset is None):
         raise ValueError("give labels=[...] or labelset='name'")
-    inputs = _media_inputs(texts, images, audios)
+    inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
         raise ValueError("nothing to classify: give texts, images and/or audios")
     options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label}
@@ -267,7 +267,7 @@ def add(
         pending: list[tuple[int, dict[str, Any], str | None]] = []  # (position in items, request item, known id)
         for offset, item in enumerate(batch):
             try:
-                entry, known = _request_item(item)
+                entry, known = yield Work(_request_item, (item,))
             except OSError as exc:
                 result.errors.append(ItemError(start + offset, item.id, "unreadable_file", str(exc)))
                 continue
@@ -330,7 +330,7 @@ def search(collection: str, query: dict[str, Any], options: dict[str, Any]) -> O
         raise ValueError(f"search needs exactly one query: text, image, audio, url, id or vector (got {sorted(given) or 'none'})")
     (kind, value), = given.items()
     if kind in ("image", "audio"):
-        value = encode(read_media(value))
+        value = yield Work(lambda source: encode(read_media(source)), (value,))
     elif kind == "vector":
         value = [float(x) for x in value]
     body = {"query": {kind: value}, **{k: v for k, v in options.items() if v is not None}}
