@@ -100,6 +100,24 @@ def test_saturated_queue_is_429_with_retry_after_and_recovers(tiny_bundle):
     assert _metric(metrics, "omnivec_requests_total", route="/v1/embed", status="429") == len(rejected)
 
 
+def test_sdk_callers_ride_out_overload_by_honouring_retry_after(tiny_bundle):
+    """The same saturated server: AsyncClient callers get 429s, wait as told, and all succeed."""
+    from omnivec_client import AsyncClient, RetryPolicy
+
+    service = _service(tiny_bundle, delay=0.3, max_batch=2, max_queue=4)
+
+    async def many(url: str) -> list:
+        async with AsyncClient(url, retry=RetryPolicy(attempts=20, max_delay_s=5)) as omni:
+            return await asyncio.gather(*(omni.embed([f"load {i}", f"more {i}"]) for i in range(12)))
+
+    with InProcessServer(_app(service)) as srv:
+        results = asyncio.run(many(srv.url))
+        metrics = httpx.get(f"{srv.url}/metrics").text
+    assert [len(r) for r in results] == [2] * 12
+    assert _metric(metrics, "omnivec_requests_total", route="/v1/embed", status="429") > 0, "the server did push back"
+    assert _metric(metrics, "omnivec_requests_total", route="/v1/embed", status="200") == 12
+
+
 def test_input_that_breaks_the_model_fails_only_its_request(tiny_bundle):
     from tokenizers import Tokenizer
 
