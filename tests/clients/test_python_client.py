@@ -176,6 +176,11 @@ def test_audio_search_and_classify(audio_server, tmp_path):
         assert omni.search("sdk-audio", audio=path, top_k=1)[0].id == result.ids[0]
         embedded = omni.embed(audios=[path])
         assert embedded.modalities == ["audio"] and embedded.durations_s[0] == pytest.approx(1.3, abs=0.01)
+        assert embedded.windows == [None]
+        windowed = omni.embed(["a beep"], audios=path, audio_windows=True)
+        assert windowed.windows[0] is None and len(windowed.windows[1]) >= 2  # 1.3 s in 1.0 s windows every 0.5 s
+        assert windowed.windows[1][0].start_s == 0.0 and windowed.windows[1][-1].end_s == pytest.approx(1.3, abs=0.01)
+        assert cosine(windowed.vectors[1], embedded.vectors[0]) > 0.99999 and len(windowed.windows[1][0].vector) == embedded.dim
         assert len(omni.classify(audios=[path], labels=["a beep", "speech"])[0].labels) == 2
         omni.delete_collection("sdk-audio")
 

@@ -94,10 +94,10 @@ class AsyncClient:
         return await self._run(ops.models())
 
     async def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
     ) -> Embeddings:
         s = self.settings
-        return await self._run(ops.embed(texts, images, audios, truncate=truncate, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return await self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
 
     async def classify(
         self,

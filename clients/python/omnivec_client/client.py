@@ -105,15 +105,16 @@ class Client:
     # -- embeddings and classification ------------------------------------------------------
 
     def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
     ) -> Embeddings:
         """Unit vectors for texts, image files and audio files (paths or bytes), in that order.
 
         Any number of inputs: they are sent in requests of batch_size. Over-long texts are cut to
-        the model's context and flagged in `truncated` (truncate=False: an error instead).
+        the model's context and flagged in `truncated` (truncate=False: an error instead). An audio
+        input's vector pools its windows; audio_windows=True also returns each window (`windows`).
         """
         s = self.settings
-        return self._run(ops.embed(texts, images, audios, truncate=truncate, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
 
     def classify(
         self,

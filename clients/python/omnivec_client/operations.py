@@ -139,7 +139,14 @@ def models() -> Operation[list[dict[str, Any]]]:
 
 
 def embed(
-    texts: Iterable[str], images: Iterable[MediaSource], audios: Iterable[MediaSource], *, truncate: bool, batch_size: int, max_request_bytes: int
+    texts: Iterable[str],
+    images: Iterable[MediaSource],
+    audios: Iterable[MediaSource],
+    *,
+    truncate: bool,
+    audio_windows: bool,
+    batch_size: int,
+    max_request_bytes: int,
 ) -> Operation[Embeddings]:
     inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
@@ -148,7 +155,7 @@ def embed(
     sizing = Sizing(batch_size, max_request_bytes)
 
     def call(part: list[dict[str, str]]) -> Call:
-        return Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate})
+        return Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate, "audio_windows": audio_windows})
 
     for group in chunks(inputs, sizing, _size):
         parts = yield from sent_in_parts(group, call, sizing, _size)

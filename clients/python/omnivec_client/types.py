@@ -54,6 +54,15 @@ def decode_vector(value: list[float] | str) -> list[float]:
 
 
 @dataclass(frozen=True)
+class AudioWindow:
+    """One window of an audio input (with audio_windows=True): its span and its own unit vector."""
+
+    start_s: float
+    end_s: float
+    vector: list[float]
+
+
+@dataclass(frozen=True)
 class Embeddings:
     """Unit vectors in request order (texts, then images, then audios), from one model's space."""
 
@@ -65,6 +74,7 @@ class Embeddings:
     truncated: list[bool | None]
     durations_s: list[float | None]
     warnings: list[str]
+    windows: list[list[AudioWindow] | None] = field(default_factory=list)  # per input; audio with audio_windows=True
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -90,6 +100,10 @@ class Embeddings:
             truncated=[row.get("truncated") for row in rows],
             durations_s=[row.get("duration_s") for row in rows],
             warnings=[w for r in responses for w in r.get("warnings", [])],
+            windows=[
+                [AudioWindow(w["start_s"], w["end_s"], decode_vector(w["embedding"])) for w in row["windows"]] if row.get("windows") else None
+                for row in rows
+            ],
         )
 
 
