@@ -190,6 +190,23 @@ def _add_bootstrap(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
 
 
+def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "triton-repo",
+        help="write a Triton Inference Server model repository from a bundle (no torch needed)",
+        description="One Triton model per tower (<prefix><tower>/config.pbtxt + 1/model.onnx, onnxruntime backend, dynamic "
+        "batching). Start tritonserver on the repository, then serve the same bundle with OMNIVEC_MODEL__BACKEND=triton and "
+        "OMNIVEC_MODEL__TRITON_URL=host:8001: omnivec keeps preprocessing, the index and the API, Triton runs the towers.",
+    )
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory (from `omnivec export` or `omnivec bootstrap`)")
+    p.add_argument("--out", type=Path, required=True, help="model repository directory (other models in it are kept)")
+    p.add_argument("--prefix", default="omnivec_", help="model name prefix: models are PREFIX<tower> (default omnivec_)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="tower variant to ship (int8 falls back to fp32 per tower)")
+    p.add_argument("--max-batch", type=int, default=32, help="Triton max_batch_size (default 32)")
+    p.add_argument("--gpu", action="store_true", help="KIND_GPU instances (default KIND_CPU)")
+    p.add_argument("--tensorrt", action="store_true", help="with --gpu: TensorRT acceleration (FP16) of the onnxruntime backend")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnivec",
@@ -206,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(sub)
     _add_finetune(sub)
     _add_bootstrap(sub)
+    _add_triton_repo(sub)
     return parser
 
 
@@ -517,7 +535,22 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bootstrap": cmd_bootstrap, "export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify, "finetune": cmd_finetune}
+def cmd_triton_repo(args: argparse.Namespace) -> int:
+    from omnivec.model_export.triton_repo import write_repository
+    from omnivec.server.bundle import BundleError
+
+    try:
+        written = write_repository(
+            args.bundle, args.out, prefix=args.prefix, precision=args.precision, max_batch_size=args.max_batch, gpu=args.gpu, tensorrt=args.tensorrt
+        )
+    except (BundleError, ValueError, OSError) as exc:
+        print(f"omnivec triton-repo: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"repository": str(args.out), "models": [p.name for p in written]}))
+    return 0
+
+
+COMMANDS = {"bootstrap": cmd_bootstrap, "export": cmd_export, "serve": cmd_serve, "embed": cmd_embed, "index": cmd_index, "search": cmd_search, "classify": cmd_classify, "finetune": cmd_finetune, "triton-repo": cmd_triton_repo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

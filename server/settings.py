@@ -34,11 +34,24 @@ class ModelSettings(BaseModel):
         "data_dir/tensorrt-cache unless these options set trt_engine_cache_path.",
     )
 
+    @model_validator(mode="after")
+    def _triton_needs_a_url(self) -> "ModelSettings":
+        if self.backend == "triton" and not self.triton_url:
+            raise ValueError("model.backend is 'triton' but no Triton address is set: set OMNIVEC_MODEL__TRITON_URL=host:8001")
+        return self
+
     @field_validator("provider_options")
     @classmethod
     def _options_as_strings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
         """onnxruntime takes option values as strings: 1 -> "1", true -> "True"."""
         return {provider: {k: str(v) for k, v in options.items()} for provider, options in value.items()}
+    backend: Literal["onnxruntime", "triton"] = Field(
+        "onnxruntime", description="What runs the towers: onnxruntime in this process, or a Triton server (see triton_url)."
+    )
+    triton_url: str | None = Field(None, description="Triton server address, host:port (gRPC 8001 or HTTP 8000 by Triton's defaults).")
+    triton_protocol: Literal["grpc", "http"] = Field("grpc", description="How to talk to Triton.")
+    triton_model_prefix: str = Field("omnivec_", description="Triton model names are <prefix><tower>, as written by `omnivec triton-repo`.")
+    triton_timeout_s: float = Field(30.0, gt=0, description="Longest wait for one Triton call.")
     intra_op_threads: int | None = Field(
         None, ge=1, description="Threads inside one model call; default: cores / server.inference_threads, so concurrent calls do not oversubscribe the CPU."
     )

@@ -25,7 +25,7 @@ from ..metrics import Metrics
 from ..services.index_builder import IndexBuilder
 from ..services.collections import CollectionService
 from ..services.demo import index_demo
-from ..services.embedding import EmbeddingService
+from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
 from ..services.labelsets import FileLabelSetStore, LabelSetStore, QdrantLabelSetStore
 from ..services.search import SearchService
@@ -267,7 +267,10 @@ def run_server(settings: Settings) -> None:
 
     if settings.model.bundle is None:
         raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
-    ModelBundle.load(settings.model.bundle)
+    bundle = ModelBundle.load(settings.model.bundle)
+    if settings.model.backend == "triton":  # an unreachable Triton or a wrong repository is a clear error, not a startup traceback
+        for encoder in load_encoders(bundle, settings).values():
+            encoder.close()
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         create_app(settings),

@@ -41,6 +41,33 @@ class AudioEmbeddings:
     durations: list[float] = field(default_factory=list)
 
 
+def load_encoders(bundle: ModelBundle, settings: Settings) -> dict[str, Encoder]:
+    """One encoder per tower on the configured backend: onnxruntime here, or a Triton server."""
+    model = settings.model
+    if model.backend == "triton":
+        from ..inference.triton import TritonEncoder
+
+        return {
+            modality: TritonEncoder(
+                model.triton_url or "", f"{model.triton_model_prefix}{modality}", modality, tower, bundle.manifest.embed_dim,
+                protocol=model.triton_protocol, timeout_s=model.triton_timeout_s,
+            )
+            for modality, tower in bundle.manifest.towers.items()
+        }
+    return {
+        modality: OnnxEncoder(
+            bundle.tower_path(modality, model.precision),
+            modality,
+            intra_op_threads=settings.model_threads(),
+            inter_op_threads=model.inter_op_threads,
+            providers=model.providers,
+            provider_options=model.provider_options,
+            tensorrt_cache=settings.tensorrt_cache_dir,
+        )
+        for modality in bundle.modalities
+    }
+
+
 class EmbeddingService:
     """Owns the towers of one bundle and turns requests into normalised embeddings."""
 
@@ -69,19 +96,7 @@ class EmbeddingService:
             )
 
     def _load_encoders(self) -> dict[str, Encoder]:
-        model = self.settings.model
-        return {
-            modality: OnnxEncoder(
-                self.bundle.tower_path(modality, model.precision),
-                modality,
-                intra_op_threads=self.settings.model_threads(),
-                inter_op_threads=model.inter_op_threads,
-                providers=model.providers,
-                provider_options=model.provider_options,
-                tensorrt_cache=self.settings.tensorrt_cache_dir,
-            )
-            for modality in self.bundle.modalities
-        }
+        return load_encoders(self.bundle, self.settings)
 
     def _runner(self, encoder: Encoder) -> TowerRunner:
         cfg = self.settings.batching
