@@ -67,11 +67,15 @@ def test_the_copied_sources_build_a_wheel_with_every_package(tmp_path):
 
 def test_installed_extras_exist_in_pyproject():
     installed = {extra for group in re.findall(r"\.whl\)?\[([\w,-]+)\]", DOCKERFILE) for extra in group.split(",")}
-    assert installed == {"export"}
+    assert installed == {"export", "triton"}
     assert installed <= set(PYPROJECT["project"]["optional-dependencies"])
 
 
-def test_serving_images_install_no_extras():
+def test_serving_images_install_no_torch_extras():
+    """Only the Triton client (no torch) may come on top of the base package in serving images."""
+    torch_free = {"triton"}
+    assert not {dep.split("[")[0].split(">")[0].lower() for dep in PYPROJECT["project"]["optional-dependencies"]["triton"]} & {"torch", "open_clip_torch"}
     for stage in ("serve", "serve-gpu"):
         installs = [line for line in _stage(stage).splitlines() if "pip install" in line and "omnivec-" in line]
-        assert installs and all("[" not in line for line in installs), f"stage {stage} must install the torch-free base package"
+        extras = {e for line in installs for group in re.findall(r"\[([\w,-]+)\]", line) for e in group.split(",")}
+        assert installs and extras <= torch_free, f"stage {stage} must install the torch-free package (extras {extras})"
