@@ -10,6 +10,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.store import CollectionInfo
 from ..services.collections import CollectionService, ItemError, ItemSpec, split_payload, user_payload
 from ..services.inputs import RawInput
+from ..services.search import combined_filter
 from ..settings import LimitsSettings
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validation_message
 from .schemas import (
@@ -26,6 +27,8 @@ from .schemas import (
     ItemErrorOut,
     ItemIn,
     ItemOut,
+    ScrollRequest,
+    ScrollResponse,
 )
 
 router = APIRouter(tags=["collections"])
@@ -252,6 +255,21 @@ async def delete_items_post(request: Request, name: str, body: DeleteItemsReques
 async def items_exist(request: Request, name: str, body: ExistsRequest) -> ExistsResponse:
     found = await _service(request).existing_ids(name, body.ids)
     return ExistsResponse(existing=[i for i in dict.fromkeys(body.ids) if i in found])
+
+
+@router.post(
+    "/v1/collections/{name}/items/scroll",
+    response_model=ScrollResponse,
+    summary="Page through a collection's items (export, backup, re-embedding), optionally filtered",
+)
+async def scroll_items(request: Request, name: str, body: ScrollRequest) -> ScrollResponse:
+    flt = combined_filter(body.filter, body.modality)
+    points, cursor = await _service(request).scroll(name, body.limit, body.cursor, flt, body.with_vectors)
+    items = []
+    for point in points:
+        modality, payload = split_payload(point.payload)
+        items.append(ItemOut(id=point.id, modality=modality, payload=payload, vector=[float(x) for x in point.vector] if body.with_vectors else None))
+    return ScrollResponse(collection=name, items=items, next_cursor=cursor)
 
 
 @router.get("/v1/collections/{name}/items/{item_id:path}", response_model=ItemOut, summary="Get one item: modality, payload, optionally its vector")

@@ -253,11 +253,28 @@ class ExistsResponse(BaseModel):
     existing: list[str] = Field(description="the requested ids that are stored, in request order")
 
 
+class ScrollRequest(BaseModel):
+    """A page of a collection's items, in a stable order; pass back `next_cursor` for the next page."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = Field(None, description="next_cursor of the previous page; omit for the first page")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+    modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
+    with_vectors: bool = False
+
+
 class ItemOut(BaseModel):
     id: str
     modality: str | None
     payload: dict[str, Any]
     vector: list[float] | None = None
+
+
+class ScrollResponse(BaseModel):
+    collection: str
+    items: list[ItemOut]
+    next_cursor: str | None = Field(description="cursor of the next page; null after the last")
 
 
 QUERY_KINDS = ("text", "image", "audio", "url", "id", "vector")

@@ -54,6 +54,7 @@ from .store import (
     InvalidRequest,
     Point,
     finite_or_none,
+    point_from_record,
     point_uuid,
     prepare_points,
     prepare_query_vector,
@@ -61,6 +62,7 @@ from .store import (
     utc_now_iso,
     validate_collection_name,
     validate_payload_index,
+    validate_scroll_args,
     validate_search_args,
 )
 
@@ -471,6 +473,15 @@ class EdgeIndexStore:
             )
             for p in res
         ]
+
+    def scroll(
+        self, name: str, limit: int = 100, cursor: str | None = None, filter: Mapping[str, Any] | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        start = validate_scroll_args(limit, cursor)
+        ef = to_edge_filter(parse_filter(filter))
+        with self._reading(name) as coll:
+            records, next_id = coll.shard.scroll(qe.ScrollRequest(limit=limit, offset=start, filter=ef, with_payload=True, with_vector=with_vectors))
+        return [point_from_record(r, with_vectors) for r in records], (str(next_id) if next_id is not None else None)
 
     def count(self, name: str, filter: Mapping[str, Any] | None = None) -> int:
         ef = to_edge_filter(parse_filter(filter))

@@ -31,6 +31,7 @@ from .store import (
     InvalidRequest,
     Point,
     finite_or_none,
+    point_from_record,
     point_uuid,
     prepare_points,
     prepare_query_vector,
@@ -38,6 +39,7 @@ from .store import (
     utc_now_iso,
     validate_collection_name,
     validate_payload_index,
+    validate_scroll_args,
     validate_search_args,
 )
 
@@ -315,6 +317,17 @@ class QdrantIndexStore:
             )
             for p in res
         ]
+
+    def scroll(
+        self, name: str, limit: int = 100, cursor: str | None = None, filter: Mapping[str, Any] | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        start = validate_scroll_args(limit, cursor)
+        qf = to_qdrant_filter(parse_filter(filter))
+        self._dim(name)
+        records, next_id = self._call(
+            name, self._client.scroll, name, scroll_filter=qf, limit=limit, offset=start, with_payload=True, with_vectors=with_vectors
+        )
+        return [point_from_record(r, with_vectors) for r in records], (str(next_id) if next_id is not None else None)
 
     def count(self, name: str, filter: Mapping[str, Any] | None = None) -> int:
         qf = to_qdrant_filter(parse_filter(filter))

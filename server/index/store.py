@@ -45,6 +45,9 @@ __all__ = [
     "strip_reserved",
     "validate_collection_name",
     "validate_search_args",
+    "validate_scroll_args",
+    "point_from_record",
+    "MAX_SCROLL_LIMIT",
     "validate_payload_index",
     "PAYLOAD_INDEX_SCHEMAS",
     "prepare_points",
@@ -213,6 +216,13 @@ class IndexStore(Protocol):
         """Nearest neighbours by cosine similarity, best first; `score_threshold` keeps scores >= it."""
         ...
 
+    def scroll(
+        self, name: str, limit: int = 100, cursor: str | None = None, filter: Mapping[str, Any] | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        """One page of stored points (matching the filter) in a stable engine order, and the cursor
+        of the next page (None after the last). Every point shows up once across the pages."""
+        ...
+
     def count(self, name: str, filter: Mapping[str, Any] | None = None) -> int:
         """Exact number of points (matching the filter, if given)."""
         ...
@@ -285,6 +295,27 @@ def validate_search_args(top_k: int, offset: int) -> None:
         raise InvalidRequest(f"top_k must be a positive integer, got {top_k!r}")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise InvalidRequest(f"offset must be a non-negative integer, got {offset!r}")
+
+
+MAX_SCROLL_LIMIT = 1000
+
+
+def validate_scroll_args(limit: int, cursor: str | None) -> str | None:
+    """Check a page request; the cursor is the engine's id of the page's first point (a UUID)."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SCROLL_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_SCROLL_LIMIT}, got {limit!r}")
+    if cursor is None:
+        return None
+    try:
+        return str(uuid.UUID(str(cursor)))
+    except ValueError:
+        raise InvalidRequest(f"cursor {cursor!r} is not one this server gave out; pass the next_cursor of the previous page") from None
+
+
+def point_from_record(record: Any, with_vectors: bool) -> Point:
+    """A Point from an engine record (Edge and qdrant-client records have the same fields)."""
+    vector = list(map(float, record.vector)) if with_vectors and record.vector is not None else []
+    return Point(id=(record.payload or {}).get(ID_KEY, str(record.id)), vector=vector, payload=strip_reserved(record.payload))
 
 
 PAYLOAD_INDEX_SCHEMAS = ("keyword", "integer", "float", "bool")

@@ -180,6 +180,12 @@ class CollectionService:
             raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {item_id!r}")
         return points[0]
 
+    async def scroll(
+        self, name: str, limit: int, cursor: str | None, filter: Mapping[str, Any] | None, with_vectors: bool
+    ) -> tuple[list[Point], str | None]:
+        """One page of stored items and the next page's cursor (None after the last)."""
+        return await run_store(self.store.scroll, name, limit, cursor, filter, with_vectors, collection=name)
+
     async def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         return await run_store(self.store.existing_ids, name, ids, collection=name)
 

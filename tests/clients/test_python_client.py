@@ -244,3 +244,22 @@ def test_adding_again_replaces_unless_resuming(omni, collection):
 def test_dot_ids_cannot_be_fetched_by_path(omni, collection):
     with pytest.raises(ValueError, match="URL path"):
         omni.get(collection, "..")
+
+
+def test_iter_items_pages_through_a_collection(omni, collection):
+    added = omni.add(collection, [Item(text=f"item {i}", payload={"group": "a" if i % 3 else "b"}) for i in range(25)] + [Item(image=png(9))])
+    everything = list(omni.iter_items(collection, page_size=4))
+    assert sorted(i.id for i in everything) == sorted(added.ids) and len(everything) == 26
+    only_b = list(omni.iter_items(collection, filter={"must": [{"key": "group", "match": {"value": "b"}}]}, page_size=3))
+    assert sorted(i.payload["group"] for i in only_b) == ["b"] * 9
+    images = list(omni.iter_items(collection, modality="image", with_vectors=True))
+    assert [i.modality for i in images] == ["image"] and len(images[0].vector) == omni.get_collection(collection).dim
+
+    async def count_async() -> int:
+        async with AsyncClient(omni.settings.base_url) as client:
+            return len([item async for item in client.iter_items(collection, page_size=5)])
+
+    assert asyncio.run(count_async()) == 26
+    with pytest.raises(OmnivecError) as info:
+        list(omni.iter_items("no-such-collection"))
+    assert info.value.code == "collection_not_found"

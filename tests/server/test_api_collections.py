@@ -332,3 +332,24 @@ def test_label_sets_live_with_the_index(api, client, tiny_bundle, tmp_path):
         assert httpx.delete(f"{replica.url}/v1/labelsets/shared-scenes", timeout=30).status_code == 200
     assert not (tmp_path / "replica-data" / "labelsets").exists()
     assert_error(client.get("/v1/labelsets/shared-scenes"), 404, "labelset_not_found")
+
+
+def test_scroll_pages_through_items_with_filters(client, coll):
+    items = [{"text": t, "payload": {"kind": "note"}} for t in TEXTS] + [{"image": _b64(b), "payload": {"kind": "pic"}} for b in list(IMAGES.values())[:3]]
+    ids = client.post(f"/v1/collections/{coll}/items", json={"items": items}).json()["ids"]
+    seen, cursor = [], None
+    while True:
+        page = client.post(f"/v1/collections/{coll}/items/scroll", json={"limit": 4, **({"cursor": cursor} if cursor else {})}).json()
+        assert len(page["items"]) <= 4
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(i["id"] for i in seen) == sorted(ids)
+    pics = client.post(f"/v1/collections/{coll}/items/scroll", json={"modality": "image", "with_vectors": True}).json()["items"]
+    assert len(pics) == 3 and all(i["modality"] == "image" and i["payload"] == {"kind": "pic"} and len(i["vector"]) == DIM for i in pics)
+    notes = client.post(f"/v1/collections/{coll}/items/scroll", json={"filter": {"must": [{"key": "kind", "match": {"value": "note"}}]}}).json()
+    assert len(notes["items"]) == len(TEXTS) and notes["next_cursor"] is None
+    assert_error(client.post(f"/v1/collections/{coll}/items/scroll", json={"cursor": "bogus"}), 422, "invalid_request", "next_cursor")
+    assert_error(client.post(f"/v1/collections/{coll}/items/scroll", json={"limit": 0}), 422, "invalid_request")
+    assert_error(client.post("/v1/collections/nope/items/scroll", json={}), 404, "collection_not_found")

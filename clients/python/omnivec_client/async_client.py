@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -150,6 +150,17 @@ class AsyncClient:
 
     async def get(self, collection: str, item_id: str, *, with_vector: bool = False) -> StoredItem:
         return await self._run(ops.get_item(collection, item_id, with_vector=with_vector))
+
+    async def iter_items(
+        self, collection: str, *, filter: dict[str, Any] | None = None, modality: str | None = None, with_vectors: bool = False, page_size: int = 256
+    ) -> AsyncIterator[StoredItem]:
+        cursor: str | None = None
+        while True:
+            page, cursor = await self._run(ops.scroll_page(collection, limit=page_size, cursor=cursor, filter=filter, modality=modality, with_vectors=with_vectors))
+            for item in page:
+                yield item
+            if cursor is None:
+                return
 
     async def exists(self, collection: str, ids: Sequence[str]) -> list[str]:
         return await self._run(ops.existing_ids(collection, ids))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -182,6 +182,18 @@ class Client:
 
     def get(self, collection: str, item_id: str, *, with_vector: bool = False) -> StoredItem:
         return self._run(ops.get_item(collection, item_id, with_vector=with_vector))
+
+    def iter_items(
+        self, collection: str, *, filter: dict[str, Any] | None = None, modality: str | None = None, with_vectors: bool = False, page_size: int = 256
+    ) -> Iterator[StoredItem]:
+        """Every item of a collection (matching the filter), fetched page by page: for exports,
+        backups and re-embedding with a new model."""
+        cursor: str | None = None
+        while True:
+            page, cursor = self._run(ops.scroll_page(collection, limit=page_size, cursor=cursor, filter=filter, modality=modality, with_vectors=with_vectors))
+            yield from page
+            if cursor is None:
+                return
 
     def exists(self, collection: str, ids: Sequence[str]) -> list[str]:
         """Which of these ids the collection holds."""

@@ -324,6 +324,14 @@ def get_item(collection: str, item_id: str, *, with_vector: bool) -> Operation[S
     return StoredItem.from_json((yield Call("GET", path, params={"with_vector": str(with_vector).lower()})))
 
 
+def scroll_page(
+    collection: str, *, limit: int, cursor: str | None, filter: dict[str, Any] | None, modality: str | None, with_vectors: bool
+) -> Operation[tuple[list[StoredItem], str | None]]:
+    body = {"limit": limit, "cursor": cursor, "filter": filter, "modality": modality, "with_vectors": with_vectors}
+    answer = yield Call("POST", f"/v1/collections/{_name(collection)}/items/scroll", json={k: v for k, v in body.items() if v is not None})
+    return [StoredItem.from_json(row) for row in answer["items"]], answer["next_cursor"]
+
+
 def existing_ids(collection: str, ids: Sequence[str]) -> Operation[list[str]]:
     return (yield Call("POST", f"/v1/collections/{_name(collection)}/items/exists", json={"ids": list(ids)}))["existing"]
 

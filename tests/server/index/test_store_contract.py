@@ -854,3 +854,49 @@ def test_uuid_mapping_is_stable():
     assert point_uuid("hello") == str(uuid.uuid5(uuid.UUID("3b0f6f5e-6d0c-5a3e-9a51-6f6d6e697665"), "hello"))
     assert point_uuid("hello") == point_uuid("hello")
     assert len(point_uuid("x" * 10_000)) == 36
+
+
+# --- scroll: every stored point once, page by page ------------------------------------------
+
+
+def _scroll_all(store, name, **kw):
+    seen, cursor, pages = [], None, 0
+    while True:
+        points, cursor = store.scroll(name, cursor=cursor, **kw)
+        seen += points
+        pages += 1
+        if cursor is None:
+            return seen, pages
+        assert pages < 1000, "scroll never ended"
+
+
+def test_scroll_pages_through_every_point_once(store):
+    store.create_collection("s", DIM, "space", "m")
+    data = clustered(53)
+    store.upsert("s", [Point(f"doc-{i}", data[i], {"i": i, "even": i % 2 == 0}) for i in range(53)])
+    points, pages = _scroll_all(store, "s", limit=10)
+    assert pages == 6 and sorted(p.id for p in points) == sorted(f"doc-{i}" for i in range(53))
+    assert all(p.payload["i"] == int(p.id.split("-")[1]) and p.vector == [] for p in points)
+    evens, _ = _scroll_all(store, "s", limit=7, filter={"must": [{"key": "even", "match": {"value": True}}]})
+    assert sorted(p.payload["i"] for p in evens) == list(range(0, 53, 2))
+
+
+def test_scroll_returns_unit_vectors_on_request(store):
+    store.create_collection("s", DIM, "space", "m")
+    data = clustered(5)
+    store.upsert("s", [Point(f"d{i}", data[i] * 3.0) for i in range(5)])
+    points, cursor = store.scroll("s", limit=100, with_vectors=True)
+    assert cursor is None and len(points) == 5
+    by_id = {p.id: np.asarray(p.vector) for p in points}
+    for i in range(5):
+        np.testing.assert_allclose(by_id[f"d{i}"], data[i] / np.linalg.norm(data[i]), atol=1e-5)
+
+
+def test_scroll_refuses_bad_pages(store):
+    store.create_collection("s", DIM, "space", "m")
+    for kwargs in ({"limit": 0}, {"limit": 1001}, {"cursor": "not-a-cursor"}):
+        with pytest.raises(InvalidRequest):
+            store.scroll("s", **kwargs)
+    with pytest.raises(CollectionNotFound):
+        store.scroll("missing")
+    assert store.scroll("s") == ([], None)
