@@ -55,6 +55,7 @@ from .store import (
     Point,
     finite_or_none,
     point_from_record,
+    points_in_request_order,
     point_uuid,
     prepare_points,
     prepare_query_vector,
@@ -400,15 +401,10 @@ class EdgeIndexStore:
         return out
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
-        uids = {point_uuid(i): i for i in ids}
+        uids = list(dict.fromkeys(point_uuid(i) for i in ids))
         with self._reading(name) as coll:
-            records = self._records(coll, list(uids), True, with_vectors)
-        by_id = {}
-        for r in records:
-            pid = (r.payload or {}).get(ID_KEY) or uids.get(str(r.id))
-            vec = list(map(float, r.vector)) if with_vectors and r.vector is not None else []
-            by_id[pid] = Point(id=pid, vector=vec, payload=strip_reserved(r.payload))
-        return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+            records = self._records(coll, uids, True, with_vectors)
+        return points_in_request_order(records, ids, with_vectors)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         uids = {point_uuid(i): i for i in ids}

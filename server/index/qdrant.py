@@ -32,6 +32,7 @@ from .store import (
     Point,
     finite_or_none,
     point_from_record,
+    points_in_request_order,
     point_uuid,
     prepare_points,
     prepare_query_vector,
@@ -245,13 +246,8 @@ class QdrantIndexStore:
         return uids, records
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
-        uids, records = self._retrieve(name, ids, True, with_vectors)
-        by_id = {}
-        for r in records:
-            pid = (r.payload or {}).get(ID_KEY) or uids.get(str(r.id))
-            vec = list(map(float, r.vector)) if with_vectors and r.vector is not None else []
-            by_id[pid] = Point(id=pid, vector=vec, payload=strip_reserved(r.payload))
-        return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+        _, records = self._retrieve(name, ids, True, with_vectors)
+        return points_in_request_order(records, ids, with_vectors)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         uids, records = self._retrieve(name, ids, False, False)

@@ -47,6 +47,7 @@ __all__ = [
     "validate_search_args",
     "validate_scroll_args",
     "point_from_record",
+    "points_in_request_order",
     "MAX_SCROLL_LIMIT",
     "validate_payload_index",
     "PAYLOAD_INDEX_SCHEMAS",
@@ -312,10 +313,22 @@ def validate_scroll_args(limit: int, cursor: str | None) -> str | None:
         raise InvalidRequest(f"cursor {cursor!r} is not one this server gave out; pass the next_cursor of the previous page") from None
 
 
-def point_from_record(record: Any, with_vectors: bool) -> Point:
-    """A Point from an engine record (Edge and qdrant-client records have the same fields)."""
+def point_from_record(record: Any, with_vectors: bool, fallback_id: str | None = None) -> Point:
+    """A Point from an engine record (Edge and qdrant-client records have the same fields); its API
+    id is the one kept in the payload, else `fallback_id`, else the engine's UUID."""
     vector = list(map(float, record.vector)) if with_vectors and record.vector is not None else []
-    return Point(id=(record.payload or {}).get(ID_KEY, str(record.id)), vector=vector, payload=strip_reserved(record.payload))
+    point_id = (record.payload or {}).get(ID_KEY) or fallback_id or str(record.id)
+    return Point(id=point_id, vector=vector, payload=strip_reserved(record.payload))
+
+
+def points_in_request_order(records: Sequence[Any], ids: Sequence[str], with_vectors: bool) -> list[Point]:
+    """Records retrieved for `ids` as Points in request order: each id once, missing ids absent."""
+    uids = {point_uuid(i): i for i in ids}
+    by_id = {}
+    for record in records:
+        point = point_from_record(record, with_vectors, fallback_id=uids.get(str(record.id)))
+        by_id[point.id] = point
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
 PAYLOAD_INDEX_SCHEMAS = ("keyword", "integer", "float", "bool")

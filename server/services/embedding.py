@@ -83,7 +83,7 @@ class EmbeddingService:
         self.manifest = bundle.manifest
         self._preprocess_pool = ThreadPoolExecutor(settings.server.preprocess_threads, thread_name_prefix="omnivec-pre")
         self._inference_pool = ThreadPoolExecutor(settings.server.inference_threads, thread_name_prefix="omnivec-infer")
-        self.encoders: dict[str, Encoder] = encoders if encoders is not None else self._load_encoders()
+        self.encoders: dict[str, Encoder] = encoders if encoders is not None else load_encoders(bundle, settings)
         self.metrics = metrics
         self.runners: dict[str, TowerRunner] = {m: self._runner(e) for m, e in self.encoders.items()}
         self.precisions = {m: self._precision_of(m) for m in self.encoders}
@@ -94,9 +94,6 @@ class EmbeddingService:
             self.text_preprocessor = TextPreprocessor(
                 bundle.root, tower.preprocess, [i.name for i in tower.inputs], max_chars=settings.limits.max_text_chars
             )
-
-    def _load_encoders(self) -> dict[str, Encoder]:
-        return load_encoders(self.bundle, self.settings)
 
     def _runner(self, encoder: Encoder) -> TowerRunner:
         cfg = self.settings.batching
