@@ -17,12 +17,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from omnivec.server.bundle import FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, AudioPreprocess, ImagePreprocess, Manifest, TextPreprocess
+from omnivec.server.bundle import (
+    FORMAT_VERSION, MANIFEST_FILE, PARITY_FILE, PROBES_FILE, AudioPreprocess, ImagePreprocess, Manifest, TextPreprocess,
+)
 
 from .loader import ExportError, LoadedModel, load_model
-from .onnx_export import ENCODERS, export_tower
-from .parity import FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, onnx_embed, parity_audio, parity_images
-from .quantize import quantize_int8
+from .onnx_export import ENCODERS, SEQUENCE_DIM, export_text_tower, export_tower
+from .parity import (
+    FP16_MIN_COS, FP32_MIN_COS, INT8_MIN_COS, PARITY_TEXTS, compare, compare_many, onnx_embed, parity_audio, parity_images, text_runs,
+)
+from .quantize import DEFAULT_SCHEME, pair_sum_bound, quantize_int8
 
 TOWERS = ("image", "text", "audio")
 Progress = Callable[[str], None]
@@ -157,35 +161,45 @@ def export_bundle(
         tower_specs: dict[str, dict] = {}
         parity: dict[str, dict] = {"threshold_cos_min": FP32_MIN_COS}
         embed_dim = None
+        probes: dict[str, np.ndarray] = {}
         for modality in towers:
-            if modality == "image":
-                spec = image_spec(loaded)
-                arrays = np.stack([image_to_array(img, spec) for img in parity_images()])
-                example = torch.from_numpy(arrays)
-                input_name, dtype, shape = "pixel_values", "float32", ["batch", 3, *spec.size]
-                onnx_inputs = {input_name: arrays}
-            elif modality == "audio":
-                spec = audio_spec(loaded)
-                arrays = np.concatenate([preprocess_audio(data, spec).windows for data in parity_audio()])
-                example = torch.from_numpy(arrays)
-                input_name, dtype, shape = "waveform", "float32", ["batch", arrays.shape[1]]
-                onnx_inputs = {input_name: arrays}
-            else:
-                spec = _text_spec(loaded)
-                _write_tokenizer(loaded, spec, work / spec.file)
-                example = loaded.tokenizer(PARITY_TEXTS[:2])
-                input_name, dtype, shape = "input_ids", "int64", ["batch", spec.context_length]
-                ours = TextPreprocessor(work, spec, [input_name], max_chars=10**9)(PARITY_TEXTS)
-                onnx_inputs = ours.arrays
-                arrays = loaded.tokenizer(PARITY_TEXTS)
-                if not np.array_equal(arrays.numpy(), ours.arrays[input_name]):
-                    raise ExportError("the exported tokenizer does not reproduce open_clip's token ids on the parity texts")
             file = f"{modality}.onnx"
             say(f"exporting the {modality} tower to ONNX")
-            export_tower(loaded.model, modality, example, input_name, work / file)
+            if modality == "text":
+                spec = _text_spec(loaded)
+                _write_tokenizer(loaded, spec, work / spec.file)
+                arrays = loaded.tokenizer(PARITY_TEXTS)
+                fixed = TextPreprocessor(work, spec, ["input_ids", "attention_mask"], max_chars=10**9)(PARITY_TEXTS)
+                if not np.array_equal(arrays.numpy(), fixed.arrays["input_ids"]):
+                    raise ExportError("the exported tokenizer does not reproduce open_clip's token ids on the parity texts")
+                graph = export_text_tower(loaded.model, fixed.arrays, work / file, spec.context_length)
+                ours = TextPreprocessor(work, spec, graph.input_names, max_chars=10**9, dynamic=graph.dynamic_sequence)(PARITY_TEXTS)
+                onnx_inputs, lengths = ours.arrays, np.asarray(ours.token_counts)
+                seq_dim: int | str = SEQUENCE_DIM if graph.dynamic_sequence else spec.context_length
+                inputs = [{"name": n, "dtype": "int64", "shape": ["batch", seq_dim]} for n in graph.input_names]
+                reference = _torch_embed(loaded.model, modality, arrays)  # PyTorch at the fixed context
+
+                def runs(path: Path) -> list[np.ndarray]:
+                    return text_runs(path, onnx_inputs, lengths, graph.dynamic_sequence)
+            else:
+                if modality == "image":
+                    spec = image_spec(loaded)
+                    onnx_inputs = {"pixel_values": np.stack([image_to_array(img, spec) for img in parity_images()])}
+                    inputs = [{"name": "pixel_values", "dtype": "float32", "shape": ["batch", 3, *spec.size]}]
+                else:
+                    spec = audio_spec(loaded)
+                    windows = np.concatenate([preprocess_audio(data, spec).windows for data in parity_audio()])
+                    onnx_inputs = {"waveform": windows}
+                    inputs = [{"name": "waveform", "dtype": "float32", "shape": ["batch", windows.shape[1]]}]
+                (input_name, example_array), = onnx_inputs.items()
+                example = torch.from_numpy(example_array)
+                export_tower(loaded.model, modality, example, input_name, work / file)
+                reference = _torch_embed(loaded.model, modality, example)
+
+                def runs(path: Path) -> list[np.ndarray]:
+                    return [onnx_embed(path, onnx_inputs)]
             say(f"checking {modality} parity (ONNX vs PyTorch)")
-            reference = _torch_embed(loaded.model, modality, arrays if modality == "text" else example)
-            report = compare(reference, onnx_embed(work / file, onnx_inputs))
+            report = compare_many(reference, runs(work / file))
             parity[modality] = {"fp32": report}
             if report["cos_min"] < FP32_MIN_COS:
                 raise ExportError(
@@ -193,27 +207,36 @@ def export_bundle(
                     "does not reproduce the PyTorch model (please report this with the model config)"
                 )
             embed_dim = reference.shape[1]
+            probes.update({f"{modality}.{name}": array for name, array in onnx_inputs.items()})
+            probes[f"{modality}.reference"] = reference.astype(np.float32)
             variants = {}
             if int8:
-                say(f"quantising the {modality} tower to int8 (per-channel, dynamic)")
+                say(f"quantising the {modality} tower to int8 (per-channel, dynamic, 7-bit weights)")
                 int8_file = f"{modality}.int8.onnx"
-                quantize_int8(work / file, work / int8_file)
-                q_report = compare(reference, onnx_embed(work / int8_file, onnx_inputs))
-                q_report["shipped"] = q_report["cos_min"] >= INT8_MIN_COS
+                quantize_int8(work / file, work / int8_file, DEFAULT_SCHEME)
+                q_report = compare_many(reference, runs(work / int8_file))
+                bound = pair_sum_bound(work / int8_file)
+                q_report.update(scheme=DEFAULT_SCHEME, worst_pair_sum=bound.worst_pair_sum, saturation_free=bound.saturation_free)
+                q_report["shipped"] = q_report["cos_min"] >= INT8_MIN_COS and bound.saturation_free
                 if q_report["shipped"]:
                     variants["int8"] = int8_file
                 else:
-                    q_report["reason"] = f"cos_min {q_report['cos_min']:.4f} < {INT8_MIN_COS}: int8 loses too much; this tower serves fp32"
+                    q_report["reason"] = (
+                        f"cos_min {q_report['cos_min']:.4f} < {INT8_MIN_COS}: int8 loses too much; this tower serves fp32"
+                        if bound.saturation_free
+                        else f"an int8 pair sum can reach {bound.worst_pair_sum} > 32767 (saturates on AVX2 CPUs); this tower serves fp32"
+                    )
                     (work / int8_file).unlink()
                     say(f"not shipping int8 {modality}: {q_report['reason']}")
                 parity[modality]["int8"] = q_report
             tower_specs[modality] = {
                 "variants": variants,
                 "file": file,
-                "inputs": [{"name": input_name, "dtype": dtype, "shape": shape}],
+                "inputs": inputs,
                 "output": {"name": "embeddings", "dtype": "float32", "shape": ["batch", embed_dim]},
                 "preprocess": spec.model_dump(),
             }
+        np.savez(work / PROBES_FILE, **probes)
         net = loaded.model
         bias = getattr(net, "logit_bias", None)
         manifest = Manifest.model_validate(
@@ -229,6 +252,7 @@ def export_bundle(
                 },
                 "towers": tower_specs,
                 "source": loaded.source,
+                "probes": {"file": PROBES_FILE, "min_cos": {"fp32": FP32_MIN_COS, "fp16": FP16_MIN_COS, "int8": INT8_MIN_COS}},
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
         )

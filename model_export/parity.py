@@ -12,11 +12,15 @@ from typing import Any
 import numpy as np
 
 FP32_MIN_COS = 0.99999
+FP16_MIN_COS = 0.999  # load-time probe floor for fp16 arithmetic (e.g. TensorRT fp16): ~1e-3 relative error per value
 INT8_MIN_COS = 0.99  # below this an int8 tower is not shipped (per-tensor lost ~0.96 on real MiniLM, per-channel kept 0.992)
 
 PARITY_TEXTS = [
     "a photo of a dog",
     "A red circle on a white background.",
+    "dog",
+    "two cats asleep on a sunny windowsill",
+    "what is the capital of france and how many people live there",
     "café naïve résumé — “quoted” text",
     "日本語のテキストと emoji 🐶",
     "&amp;lt;b&amp;gt;html entities&amp;lt;/b&amp;gt;",
@@ -84,6 +88,32 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "cos_mean": float(cos.mean()),
         "max_abs_diff": float(np.abs(reference - candidate).max()),
     }
+
+
+def compare_many(reference: np.ndarray, candidates: list[np.ndarray]) -> dict:
+    """`compare` over several runs of the same rows (e.g. each text alone and all texts in one batch)."""
+    report = compare(np.concatenate([reference] * len(candidates)), np.concatenate(candidates))
+    report["runs"] = len(candidates)
+    return report
+
+
+def text_runs(path: Path, batch: dict[str, np.ndarray], lengths: np.ndarray, dynamic: bool, threads: int = 1) -> list[np.ndarray]:
+    """Embeddings of the parity texts as the server computes them: all in one batch (padded to
+    the longest when the tower is dynamic), each text alone at its own length, and the batch
+    cut into groups of similar length the way the batcher does."""
+    from omnivec.server.inference.onnx import OnnxEncoder
+    from omnivec.server.inference.sequences import run_grouped, take
+
+    encoder = OnnxEncoder(path, "parity", intra_op_threads=threads)
+    try:
+        runs = [encoder.encode(batch)]
+        if dynamic:
+            alone = [encoder.encode(take(batch, np.array([i]), int(n))) for i, n in enumerate(lengths)]
+            runs.append(np.concatenate(alone))
+            runs.append(run_grouped(encoder.encode, batch, lengths))
+        return runs
+    finally:
+        encoder.close()
 
 
 def onnx_embed(path: Path, inputs: dict[str, np.ndarray], threads: int = 1) -> np.ndarray:

@@ -12,11 +12,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: text towers may have a dynamic sequence axis; the bundle may carry probes
+READABLE_VERSIONS = (1, 2)  # a version-1 bundle is served as it was: fixed-length text, no probe check
 MANIFEST_FILE = "manifest.json"
 PARITY_FILE = "parity.json"
+PROBES_FILE = "probes.npz"
 
 Modality = Literal["image", "text", "audio"]
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
@@ -72,6 +75,16 @@ class TowerSpec(BaseModel):
     preprocess: ImagePreprocess | TextPreprocess | AudioPreprocess
 
 
+class Probes(BaseModel):
+    """A few inputs per tower with their fp32 reference embeddings (from the PyTorch model at
+    export), so a server can check the variant it is about to serve on *its* CPU or GPU."""
+
+    file: str = PROBES_FILE
+    min_cos: dict[Literal["fp32", "fp16", "int8"], float] = Field(
+        description="Lowest cosine to the reference a variant may show at load time, by arithmetic: fp32, fp16 (e.g. TensorRT fp16), int8."
+    )
+
+
 class Scoring(BaseModel):
     kind: Literal["softmax", "sigmoid"]
     logit_scale: float = Field(gt=0, description="Already exponentiated: logits = logit_scale * cosine (+ bias).")
@@ -93,6 +106,7 @@ class Manifest(BaseModel):
     towers: dict[Modality, TowerSpec]
     source: dict = Field(default_factory=dict, description="Where the weights came from (architecture, checkpoint, versions).")
     created_at: str = ""
+    probes: Probes | None = Field(None, description="Load-time parity probes (format_version >= 2).")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":
@@ -128,10 +142,12 @@ class ModelBundle:
         except (OSError, json.JSONDecodeError) as exc:
             raise BundleError(f"{path} is not valid JSON: {exc}") from exc
         version = raw.get("format_version") if isinstance(raw, dict) else None
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
             raise BundleError(
-                f"{path}: format_version {version!r} is not supported (this server reads {FORMAT_VERSION}); "
-                "re-export the bundle with this omnivec version"
+                f"{path}: format_version {version!r} is not supported (this server reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); "
+                + ("upgrade omnivec to serve it" if newer else "re-export the bundle with this omnivec version (`omnivec export`)")
             )
         try:
             manifest = Manifest.model_validate(raw)
@@ -149,6 +165,16 @@ class ModelBundle:
             for name in files:
                 if not (self.root / name).is_file():
                     raise BundleError(f"{self.root / name} is missing (named by towers.{modality} in {MANIFEST_FILE})")
+        probes = self.manifest.probes
+        if probes is not None and not (self.root / probes.file).is_file():
+            raise BundleError(f"{self.root / probes.file} is missing (named by probes in {MANIFEST_FILE}); re-export the bundle")
+
+    def dynamic_sequence(self, modality: str) -> bool:
+        """True when the tower takes text of any length up to its context (a symbolic second axis);
+        version-1 bundles and fixed exports take exactly `context_length` tokens."""
+        tower = self.manifest.towers[modality]  # type: ignore[index]
+        shape = tower.inputs[0].shape
+        return len(shape) > 1 and isinstance(shape[1], str)
 
     @property
     def modalities(self) -> list[str]:
@@ -159,6 +185,16 @@ class ModelBundle:
         tower = self.manifest.towers[modality]  # type: ignore[index]
         name = tower.variants.get(precision, tower.file) if precision != "fp32" else tower.file
         return self.root / name
+
+    def probe_arrays(self, modality: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        """The tower's probe inputs (by input name) and fp32 reference embeddings, or None without probes."""
+        if self.manifest.probes is None:
+            return None
+        with np.load(self.root / self.manifest.probes.file) as data:
+            prefix = f"{modality}."
+            arrays = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+        reference = arrays.pop("reference", None)
+        return (arrays, reference) if reference is not None and arrays else None
 
     def parity_report(self) -> dict:
         path = self.root / PARITY_FILE

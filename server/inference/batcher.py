@@ -3,7 +3,9 @@
 One `BatchingRunner` per tower. Requests put row chunks on a bounded queue; a worker takes
 whatever is queued (up to `max_batch` rows) and runs one model call on a worker thread.
 While the model is busy, new requests pile up and form the next batch, so batching needs no
-fixed wait. A short extra wait is spent only when recent batches were larger than what is
+fixed wait. Text rows of a dynamic-length tower carry their lengths: chunks of different
+widths are merged by padding, and a batch is cut into a few calls of similar length
+(`sequences.py`). A short extra wait is spent only when recent batches were larger than what is
 queued now (concurrent clients are about to resubmit); a lone client after an idle period
 never waits. Rows whose request was cancelled (client gone) are dropped before inference;
 a failing batch is retried request by request so only the request that breaks the model fails.
@@ -25,6 +27,7 @@ import numpy as np
 from ..errors import ErrorCode, OmnivecError
 from ..metrics import Metrics
 from .encoder import Encoder
+from .sequences import Sequences, merge, run_grouped
 
 log = logging.getLogger("omnivec.batcher")
 
@@ -37,6 +40,7 @@ class _Chunk:
     rows: int
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    sequences: Sequences | None = None
 
 
 class BatchingRunner:
@@ -76,7 +80,7 @@ class BatchingRunner:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    async def run(self, inputs: Mapping[str, np.ndarray], sequences: Sequences | None = None) -> np.ndarray:
         """Embeddings for these rows, in order; 429 when the queue cannot take them."""
         self._ensure_started()
         if self._closing:
@@ -100,10 +104,21 @@ class BatchingRunner:
                 headers={"Retry-After": str(retry)},
             )
         loop = asyncio.get_running_loop()
+        order = None
+        if sequences is not None and rows > self.max_batch:  # chunk similar lengths together
+            order = np.argsort(sequences.lengths, kind="stable")
+            inputs = {k: v[order] for k, v in inputs.items()}
+            sequences = Sequences(sequences.lengths[order], sequences.pad_values)
         chunks = []
         for start in range(0, rows, self.max_batch):
-            part = {k: v[start : start + self.max_batch] for k, v in inputs.items()}
-            chunks.append(_Chunk(part, len(next(iter(part.values()))), loop.create_future()))
+            stop = start + self.max_batch
+            part = {k: v[start:stop] for k, v in inputs.items()}
+            seq = None
+            if sequences is not None:
+                seq = Sequences(sequences.lengths[start:stop], sequences.pad_values)
+                width = int(seq.lengths.max())
+                part = {k: v[:, :width] for k, v in part.items()}  # a chunk of short rows drops the long ones' padding
+            chunks.append(_Chunk(part, len(next(iter(part.values()))), loop.create_future(), sequences=seq))
         for chunk in chunks:
             self._queue.append(chunk)
             self._queued_rows += chunk.rows
@@ -116,7 +131,12 @@ class BatchingRunner:
             for chunk in chunks:
                 chunk.future.cancel()
             raise
-        return results[0] if len(results) == 1 else np.concatenate(results)
+        out = results[0] if len(results) == 1 else np.concatenate(results)
+        if order is not None:
+            restored = np.empty_like(out)
+            restored[order] = out
+            out = restored
+        return out
 
     def retry_after_seconds(self, rows: int) -> int:
         """How long until the queue has room, from measured throughput (at least 1 s)."""
@@ -199,6 +219,18 @@ class BatchingRunner:
             if batch:
                 await self._run_batch(batch)
 
+    def _encode_chunks(self, batch: list[_Chunk]) -> np.ndarray:
+        """One batch's model call(s), on a worker thread: variable-length rows are merged and
+        regrouped by length; fixed-shape rows are concatenated into one call."""
+        if all(c.sequences is not None for c in batch):
+            pads = batch[0].sequences.pad_values  # type: ignore[union-attr]
+            merged = merge([c.inputs for c in batch], pads) if len(batch) > 1 else batch[0].inputs
+            lengths = np.concatenate([c.sequences.lengths for c in batch])  # type: ignore[union-attr]
+            return run_grouped(self.encoder.encode, merged, lengths)
+        names = list(batch[0].inputs)
+        merged = {k: np.concatenate([c.inputs[k] for c in batch]) if len(batch) > 1 else batch[0].inputs[k] for k in names}
+        return self.encoder.encode(merged)
+
     async def _run_batch(self, batch: list[_Chunk]) -> None:
         loop = asyncio.get_running_loop()
         rows = sum(c.rows for c in batch)
@@ -207,10 +239,8 @@ class BatchingRunner:
             self._metrics.batch_size.labels(self.tower).observe(rows)
             for chunk in batch:
                 self._metrics.queue_wait.labels(self.tower).observe(started - chunk.enqueued)
-        names = list(batch[0].inputs)
-        merged = {k: np.concatenate([c.inputs[k] for c in batch]) if len(batch) > 1 else batch[0].inputs[k] for k in names}
         try:
-            out = await loop.run_in_executor(self._executor, self.encoder.encode, merged)
+            out = await loop.run_in_executor(self._executor, self._encode_chunks, batch)
             if len(out) != rows:
                 raise RuntimeError(f"{self.tower} tower returned {len(out)} rows for {rows}")
         except Exception as exc:  # a bad batch must not take the worker down

@@ -13,13 +13,15 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from .encoder import Encoder
+from .sequences import Sequences, run_grouped
 
 
 class TowerRunner(Protocol):
     encoder: Encoder
 
-    async def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Embeddings for the given rows (leading axis), in order."""
+    async def run(self, inputs: Mapping[str, np.ndarray], sequences: Sequences | None = None) -> np.ndarray:
+        """Embeddings for the given rows (leading axis), in order. `sequences` marks
+        trailing-padded variable-length rows (text on a dynamic-length tower)."""
         ...
 
     async def close(self) -> None:
@@ -33,8 +35,10 @@ class DirectRunner:
         self.encoder = encoder
         self._executor = executor
 
-    async def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    async def run(self, inputs: Mapping[str, np.ndarray], sequences: Sequences | None = None) -> np.ndarray:
         loop = asyncio.get_running_loop()
+        if sequences is not None:
+            return await loop.run_in_executor(self._executor, run_grouped, self.encoder.encode, inputs, sequences.lengths)
         return await loop.run_in_executor(self._executor, self.encoder.encode, inputs)
 
     async def close(self) -> None:

@@ -18,7 +18,9 @@ from ..errors import ErrorCode, OmnivecError
 from ..inference.encoder import Encoder, l2_normalize
 from ..inference.onnx import OnnxEncoder
 from ..inference.batcher import BatchingRunner
+from ..inference.probe import arithmetic_of, open_checked
 from ..inference.runner import DirectRunner, TowerRunner
+from ..inference.sequences import Sequences
 from ..metrics import Metrics
 from ..preprocess.audio import AudioWindows, preprocess_audio
 from ..preprocess.image import preprocess_image
@@ -54,18 +56,21 @@ def load_encoders(bundle: ModelBundle, settings: Settings) -> dict[str, Encoder]
             )
             for modality, tower in bundle.manifest.towers.items()
         }
-    return {
-        modality: OnnxEncoder(
-            bundle.tower_path(modality, model.precision),
+    encoders: dict[str, Encoder] = {}
+    for modality in bundle.modalities:  # each variant is probed on this host before it serves (inference/probe.py)
+        encoder, precision, probe = open_checked(
+            bundle,
             modality,
-            intra_op_threads=settings.model_threads(),
-            inter_op_threads=model.inter_op_threads,
-            providers=model.providers,
-            provider_options=model.provider_options,
-            tensorrt_cache=settings.tensorrt_cache_dir,
+            model.precision,
+            lambda path, m=modality: OnnxEncoder(
+                path, m, intra_op_threads=settings.model_threads(), inter_op_threads=model.inter_op_threads,
+                providers=model.providers, provider_options=model.provider_options, tensorrt_cache=settings.tensorrt_cache_dir,
+            ),
+            lambda precision, enc: arithmetic_of(precision, list(getattr(enc, "providers", [])), model.provider_options),
         )
-        for modality in bundle.modalities
-    }
+        encoder.precision, encoder.probe = precision, probe  # type: ignore[attr-defined]
+        encoders[modality] = encoder
+    return encoders
 
 
 class EmbeddingService:
@@ -92,7 +97,8 @@ class EmbeddingService:
             tower = self.manifest.towers["text"]
             assert isinstance(tower.preprocess, TextPreprocess)
             self.text_preprocessor = TextPreprocessor(
-                bundle.root, tower.preprocess, [i.name for i in tower.inputs], max_chars=settings.limits.max_text_chars
+                bundle.root, tower.preprocess, [i.name for i in tower.inputs], max_chars=settings.limits.max_text_chars,
+                dynamic=bundle.dynamic_sequence("text"),
             )
 
     def _runner(self, encoder: Encoder) -> TowerRunner:
@@ -110,6 +116,9 @@ class EmbeddingService:
         )
 
     def _precision_of(self, modality: str) -> str:
+        loaded = getattr(self.encoders[modality], "precision", None)  # what load_encoders settled on after its probe
+        if loaded is not None:
+            return loaded
         wanted = self.settings.model.precision
         return wanted if wanted in self.manifest.towers[modality].variants else "fp32"  # type: ignore[index]
 
@@ -135,7 +144,9 @@ class EmbeddingService:
         batch = await loop.run_in_executor(
             self._preprocess_pool, lambda: self.text_preprocessor(list(texts), truncate=truncate, labels=list(labels) if labels else None)  # type: ignore[misc]
         )
-        vectors = await self.runners["text"].run(batch.arrays)
+        tp = self.text_preprocessor
+        sequences = Sequences(np.asarray(batch.token_counts, dtype=np.int64), tp.pad_values) if batch.padded_to_longest else None
+        vectors = await self.runners["text"].run(batch.arrays, sequences)
         return TextEmbeddings(l2_normalize(vectors), batch.truncated, batch.token_counts)
 
     async def embed_images(self, images: Sequence[bytes], *, labels: Sequence[str] | None = None) -> np.ndarray:
