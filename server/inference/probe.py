@@ -91,9 +91,15 @@ def open_checked(
                 modality, candidate, result.cos_min, where, result.threshold,
             )
             continue
+        on_cpu_only = set(getattr(encoder, "providers", []) or []) <= {"CPUExecutionProvider"}
+        fix = (
+            "re-export the bundle (`omnivec export`) and report the CPU if it happens again"
+            if on_cpu_only
+            else "serve it on CPUExecutionProvider (OMNIVEC_MODEL__PROVIDERS) or without fp16"
+        )
         raise BundleError(
-            f"{modality} tower fails its load-time parity probe on {where}: cos_min {result.cos_min:.6f} < "
-            f"{result.threshold} ({result.arithmetic}) against the export's PyTorch references, so it would serve wrong "
-            "embeddings here; serve it on CPUExecutionProvider (OMNIVEC_MODEL__PROVIDERS), without fp16, or re-export the bundle"
+            f"{modality} tower fails its load-time parity probe on {where}: cos_min {result.cos_min:.7f} < "
+            f"{result.threshold} ({result.arithmetic}) against the export's PyTorch references, so it would serve "
+            f"wrong embeddings here; {fix}"
         )
     raise AssertionError("unreachable")
