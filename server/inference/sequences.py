@@ -14,10 +14,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-# Fixed cost of one model call, in row-tokens. Measured on MiniLM (bench/bench_text_speed.py
-# prints it): a call of b rows x L tokens took about (b*L + ~30) token-times; a larger value
-# only makes the split more reluctant, never wrong.
-CALL_OVERHEAD_TOKENS = 32
+# Fixed cost of one model call (onnxruntime dispatch, merging, the thread hop), in row-tokens:
+# a call of b rows x L tokens costs about (b*L + overhead) token-times. bench/bench_text_speed.py
+# measures the onnxruntime part (about 9 on MiniLM here); a larger value only makes the split
+# more reluctant, never wrong, so the Python side is covered with a margin.
+CALL_OVERHEAD_TOKENS = 16
 
 
 @dataclass

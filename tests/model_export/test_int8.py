@@ -22,10 +22,8 @@ from omnivec.server_process import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory, tiny_loaded):
-    from omnivec.model_export.export import export_bundle
-
-    return export_bundle("omnivec-tiny", "none", tmp_path_factory.mktemp("int8") / "tiny8", loaded=tiny_loaded, int8=True).out
+def int8_bundle(tiny_int8_bundle):
+    return tiny_int8_bundle
 
 
 def test_int8_towers_and_parity(int8_bundle):

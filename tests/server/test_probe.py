@@ -32,10 +32,8 @@ def _copy(src, dst, edit=None):
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory, tiny_loaded):
-    from omnivec.model_export.export import export_bundle
-
-    return export_bundle("omnivec-tiny", "none", tmp_path_factory.mktemp("probe") / "tiny8", loaded=tiny_loaded, int8=True).out
+def int8_bundle(tiny_int8_bundle):
+    return tiny_int8_bundle
 
 
 def test_arithmetic_follows_precision_and_provider():
