@@ -36,11 +36,13 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
-def _session(model: str | bytes, provider: str, threads: int):
+def _session(model: str | bytes, provider: str, threads: int, fp16: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if fp16 and provider == "CPUExecutionProvider":  # onnxruntime 1.32's CPU layout optimiser segfaults on fp16 conv graphs
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     if threads:
         options.intra_op_num_threads = threads
     providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
@@ -116,7 +118,7 @@ def check(bundle: Path, provider: str, batches: list[int], seconds: float, threa
         cpu_out = _run(cpu, inputs)
         entry: dict = {"cpu_probe_cos_min": float(_cos(cpu_out, reference).min())}
         for arithmetic, model in (("fp32", str(path)), ("fp16", _fp16(path))):
-            session = _session(model, provider, threads)
+            session = _session(model, provider, threads, fp16=arithmetic == "fp16")
             out = _run(session, inputs)
             cos = _cos(out, reference)
             entry[arithmetic] = {
