@@ -10,7 +10,7 @@ tape-speed changes, gain, clipping, telephone band-limiting and long silences.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import io
 import os
 from pathlib import Path
@@ -67,7 +67,6 @@ class _Clip:
     snr_db: float | None
     rate: int
     pitch: int
-    params: dict = field(default_factory=dict)
 
 
 _SAME_ACCENT = {"en-gb": "en", "en-uk": "en", "en-gb-x-rp": "en-gb-x-rp"}  # espeak-ng aliases of one voice file

@@ -82,6 +82,9 @@ SHAPE_MASKS: dict[str, Mask] = {
 
 # Rotating a square by 45 degrees makes a diamond (and back): those two turn less.
 _MAX_TURN = {"square": 18.0, "diamond": 15.0}
+# log of the width stretch (height shrinks by the same factor): a stretched square is a rectangle,
+# a widened diamond a tilted square, so those two barely stretch.
+_ASPECT = {"square": (-0.05, 0.05), "diamond": (-0.15, 0.03), "circle": (-0.1, 0.1)}
 
 
 class _Placement:
@@ -113,8 +116,7 @@ def _coverage(shape: str, p: _Placement, height: int, width: int, stroke: str, s
         u, v = u + a * np.sin(f1 * v + ph1), v + a * np.sin(f2 * u + ph2)
     inside = SHAPE_MASKS[shape](u, v)
     if stroke != "filled":
-        depth = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
-        ring = inside & (depth <= stroke_px * ss)
+        ring = inside & (_depth_px(inside, ss) <= stroke_px)
         inside = ring if stroke in ("outlined", "sketch") else inside
         if stroke == "filled+outline":
             fill = inside & ~ring
@@ -123,6 +125,19 @@ def _coverage(shape: str, p: _Placement, height: int, width: int, stroke: str, s
             return np.stack([cov_fill, cov_ring]), (slice(y0, y1), slice(x0, x1))
     cov = _box_mean(inside, ss, y1 - y0, x1 - x0)
     return cov[None], (slice(y0, y1), slice(x0, x1))
+
+
+def _depth_px(inside: np.ndarray, ss: int) -> np.ndarray:
+    """Distance in pixels from each sample to the outside, at sample resolution.
+
+    The exact transform runs on a pixel-spaced grid (ss*ss times fewer points) and is spread back
+    (nearest, then a box filter): strokes are a pixel or more wide, so their edges stay smooth.
+    """
+    if ss == 1:
+        return ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+    coarse = ndimage.distance_transform_edt(np.pad(inside[ss // 2 :: ss, ss // 2 :: ss], 1))[1:-1, 1:-1]
+    fine = np.repeat(np.repeat(coarse.astype(np.float32), ss, axis=0), ss, axis=1)
+    return ndimage.uniform_filter(fine, size=ss)  # a box over the repeated cells: piecewise-linear in effect
 
 
 def _box_mean(samples: np.ndarray, ss: int, h: int, w: int) -> np.ndarray:
@@ -233,13 +248,14 @@ def _background(rng: np.random.Generator, kind: str, h: int, w: int, obj: np.nda
 # --- one picture ------------------------------------------------------------------------------------
 
 
-def _placements(rng: np.random.Generator, shape: str, layout: str, h: int, w: int, sketch: bool) -> list[_Placement]:
+def _placements(rng: np.random.Generator, shape: str, layout: str, h: int, w: int, sketch: bool, min_half: float) -> list[_Placement]:
+    """Objects for one layout; none smaller than `min_half` (a shape a few pixels wide is no longer a shape)."""
     short = min(h, w)
     max_turn = _MAX_TURN.get(shape, 35.0)
 
     def one(cx: float, cy: float, half: float) -> _Placement:
-        wobble = (rng.uniform(0.025, 0.05), rng.uniform(3, 7), rng.uniform(3, 7), rng.uniform(0, 6.3), rng.uniform(0, 6.3)) if sketch else None
-        return _Placement(cx, cy, half, rng.uniform(-max_turn, max_turn), float(np.exp(rng.uniform(-0.22, 0.22))), wobble)
+        wobble = (rng.uniform(0.012, 0.025), rng.uniform(5, 9), rng.uniform(5, 9), rng.uniform(0, 6.3), rng.uniform(0, 6.3)) if sketch else None
+        return _Placement(cx, cy, max(half, min_half), rng.uniform(-max_turn, max_turn), float(np.exp(rng.uniform(*_ASPECT.get(shape, (-0.15, 0.15))))), wobble)
 
     if layout == "centred":
         return [one(w / 2 + rng.uniform(-0.05, 0.05) * w, h / 2 + rng.uniform(-0.05, 0.05) * h, short * rng.uniform(0.28, 0.38))]
@@ -309,7 +325,7 @@ def _draw(rng: np.random.Generator, colour: str, shape: str, background: str, st
     line = obj
     if stroke == "filled+outline":  # cartoon style: a dark outline (light for black shapes)
         line = np.full(3, 235.0 if colour == "black" else rng.uniform(0, 40), dtype=np.float32)
-    for p in _placements(rng, shape, layout, H, W, sketch=stroke == "sketch"):
+    for p in _placements(rng, shape, layout, H, W, sketch=stroke == "sketch", min_half=7.0 * draw_scale):
         got = _coverage(shape, p, H, W, stroke, stroke_px)
         if got is None:
             continue
