@@ -44,12 +44,13 @@ def hum(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def babble(pool: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Several other utterances from `pool` (M, n) at random offsets and levels, unit power."""
+    """Several other utterances from `pool` (M, samples) at random offsets and levels, `n` samples of unit power."""
     voices = int(torch.randint(3, 7, (1,), generator=gen))
     idx = torch.randint(0, len(pool), (voices,), generator=gen)
     x = torch.zeros(n)
     for i in idx.tolist():
-        clip = pool[i] / pool[i].abs().max().clamp_min(1e-6)
+        clip = torch.nn.functional.pad(pool[i, :n], (0, max(0, n - pool.shape[1])))
+        clip = clip / clip.abs().max().clamp_min(1e-6)
         x += torch.roll(clip, int(torch.randint(0, n, (1,), generator=gen))) * _u(gen, 0.5, 1.0)
     return x / x.pow(2).mean().sqrt().clamp_min(1e-9)
 
@@ -64,16 +65,22 @@ def add_noise(x: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tens
     return x + noise * (active_power(x) / 10 ** (snr_db / 10)).sqrt()
 
 
-def reverb(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A synthetic room: direct sound plus exponentially decaying noise (RT60 0.15-0.9 s), at the input's peak."""
+def room_response(gen: torch.Generator) -> torch.Tensor:
+    """A synthetic room's impulse response: direct sound plus exponentially decaying noise (RT60 0.15-0.9 s)."""
     rt60 = _u(gen, 0.15, 0.9)
-    length = int(rt60 * RATE)
-    t = torch.arange(length) / RATE
-    ir = torch.randn(length, generator=gen) * torch.exp(-6.9 * t / rt60) * _u(gen, 0.1, 0.5)
+    t = torch.arange(int(rt60 * RATE)) / RATE
+    ir = torch.randn(len(t), generator=gen) * torch.exp(-6.9 * t / rt60) * _u(gen, 0.1, 0.5)
     ir[0] = 1.0
-    n = x.shape[-1] + length
-    wet = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(ir, n), n)[: x.shape[-1]]
-    return wet * (x.abs().max() / wet.abs().max().clamp_min(1e-9))
+    return ir
+
+
+def reverb(x: torch.Tensor, irs: list[torch.Tensor]) -> torch.Tensor:
+    """Each clip of `x` (B, samples) in its room (one response per clip), at the clip's own peak.
+    One batched FFT of a power-of-two size: odd sizes are many times slower."""
+    n = 1 << (x.shape[-1] + max(len(ir) for ir in irs) - 1).bit_length()
+    h = torch.stack([torch.nn.functional.pad(ir, (0, n - len(ir))) for ir in irs])
+    wet = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(h, n), n)[:, : x.shape[-1]]
+    return wet * (x.abs().amax(1, keepdim=True) / wet.abs().amax(1, keepdim=True).clamp_min(1e-9))
 
 
 def change_speed(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -85,13 +92,15 @@ def change_speed(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 def augment_batch(x: torch.Tensor, is_speech: list[bool], pool: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A new recording condition for each clip of `x` (B, samples); see the module docstring."""
-    out = []
     n = x.shape[1]
-    for clip, speech in zip(x, is_speech):
-        if speech and _chance(gen, 0.4):
-            clip = change_speed(clip, math.exp(_u(gen, -0.25, 0.25)))
-        if _chance(gen, 0.3):
-            clip = reverb(clip, gen)
+    clips = [change_speed(c, math.exp(_u(gen, -0.25, 0.25))) if speech and _chance(gen, 0.4) else c for c, speech in zip(x, is_speech)]
+    rooms = [i for i in range(len(clips)) if _chance(gen, 0.3)]
+    if rooms:
+        wet = reverb(torch.stack([clips[i] for i in rooms]), [room_response(gen) for _ in rooms])
+        for k, i in enumerate(rooms):
+            clips[i] = wet[k]
+    out = []
+    for clip, speech in zip(clips, is_speech):
         if speech and _chance(gen, 0.7):
             kind = ("white", "pink", "brown", "babble", "babble", "hum")[int(torch.randint(0, 6, (1,), generator=gen))]
             noise = babble(pool, n, gen) if kind == "babble" else hum(n, gen) if kind == "hum" else coloured_noise(n, kind, gen)

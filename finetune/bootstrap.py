@@ -129,8 +129,16 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
     texts = TextCache(model, loaded.tokenizer)
     data = timed("decode", lambda: decode(corpora, loaded, say))
     untrained = timed("evaluate_untrained", lambda: evaluate(model, data, texts))  # the baseline: where training starts
+    # The towers share one logit_scale: each run starts from the initial temperature, and the
+    # bundle keeps the image run's (the audio run must not change the image tower's calibration).
+    initial_scale = model.logit_scale.detach().clone()
     timed("train_image", lambda: train_tower(model.visual, model, data["train_image"], texts, config.image_steps, config, "image", progress))
+    image_scale = model.logit_scale.detach().clone()
+    with torch.no_grad():
+        model.logit_scale.copy_(initial_scale)
     timed("train_audio", lambda: train_tower(model.audio_tower, model, data["train_audio"], texts, config.audio_steps, config, "audio", progress))
+    with torch.no_grad():
+        model.logit_scale.copy_(image_scale)
     model.eval()
     details: dict[str, Any] = {}
     metrics = timed("evaluate", lambda: evaluate(model, data, texts, details))

@@ -3,7 +3,7 @@ towers never trained on, run before training (the baseline) and after."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .bootstrap_data import Items, TextCache
 from .corpora import pictures, speech
@@ -83,11 +83,23 @@ def _predict(media: Any, classes: dict[str, list[str]], texts: TextCache) -> lis
     return [names[p] for p in (media @ _class_embeddings(texts, classes).T).argmax(1).tolist()]
 
 
-def _accuracy_by(rows: list[dict[str, str]], key: str, right: list[bool]) -> dict[str, float]:
+def _accuracy_by(rows: list[dict[str, str]], groups_of: Callable[[dict[str, str]], list[str]], right: list[bool]) -> dict[str, float]:
+    """Top-1 per group; `groups_of(row)` names the groups a row counts in."""
     groups: dict[str, list[bool]] = {}
     for row, ok in zip(rows, right):
-        groups.setdefault(row.get(key, ""), []).append(ok)
+        for g in groups_of(row):
+            groups.setdefault(g, []).append(ok)
     return {g: round(sum(v) / len(v), 4) for g, v in sorted(groups.items())}
+
+
+def _style_groups(row: dict[str, str]) -> list[str]:
+    """"bg=white stroke=filled layout=centred size=..." -> its background, stroke and layout."""
+    return [part for part in row.get("style", "").split() if part.split("=")[0] in ("bg", "stroke", "layout")]
+
+
+def _condition_group(row: dict[str, str]) -> list[str]:
+    """"tape_speed x0.89" -> "tape_speed"."""
+    return [(row.get("condition") or "?").split()[0]]
 
 
 # The issue-13 check: plain shapes on white, four colours x three shapes, twelve labels.
@@ -104,7 +116,7 @@ def style_metrics(model: Any, data: dict[str, Items], texts: TextCache, details:
     style, plain, spoken = data["style_image"], data["plain_white_image"], data["speech_conditions"]
     right = [p == t for p, t in zip(_predict(_embed(model.visual, style.inputs), shape_classes, texts), style.labels)]
     out["image_style_top1"] = sum(right) / max(1, len(right))
-    style_groups = _accuracy_by(style.rows, "style", right)
+    style_groups = _accuracy_by(style.rows, _style_groups, right)
     plain_emb = _embed(model.visual, plain.inputs)
     plain_pred = _predict(plain_emb, shape_classes, texts)
     out["image_plain_white_top1"] = sum(p == t for p, t in zip(plain_pred, plain.labels)) / max(1, len(plain.labels))
@@ -118,7 +130,7 @@ def style_metrics(model: Any, data: dict[str, Items], texts: TextCache, details:
     out["speech_conditions_top1_noisy"] = sum(noisy) / max(1, len(noisy))
     if details is not None:
         details["style_top1"] = style_groups
-        details["condition_top1"] = _accuracy_by(spoken.rows, "condition", spoken_right)
+        details["condition_top1"] = _accuracy_by(spoken.rows, _condition_group, spoken_right)
         details["plain_white_mistakes"] = [f"{t} -> {p}" for p, t in zip(plain_pred, plain.labels) if p != t]
     return out
 

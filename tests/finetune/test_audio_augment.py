@@ -45,9 +45,10 @@ def test_speed_and_reverb_keep_length_and_peak():
     gen = torch.Generator().manual_seed(2)
     fast = aug.change_speed(x, 1.25)
     assert fast.shape == x.shape and (fast.abs() > 0.01).sum() < (x.abs() > 0.01).sum()
-    wet = aug.reverb(x, gen)
-    assert wet.shape == x.shape and wet.abs().max().item() == pytest.approx(x.abs().max().item(), rel=1e-4)
-    assert (wet[14400:].abs() > 0.01).any()  # the room rings on after the word
+    wet = aug.reverb(torch.stack([x, 0.5 * x]), [aug.room_response(gen), aug.room_response(gen)])
+    assert wet.shape == (2, len(x))
+    assert wet.abs().amax(1).tolist() == pytest.approx([0.5, 0.25], rel=1e-4)
+    assert (wet[:, 14400:].abs() > 0.01).any(dim=1).all()  # each room rings on after the word
 
 
 def test_augment_batch_is_seeded_bounded_and_varied():
