@@ -94,7 +94,7 @@ def test_without_rng_replay_gradients_differ(monkeypatch):
     """The replay is what makes the second pass match: disable it and the test above would fail."""
 
     class NoReplay:
-        def __init__(self, *tensors):
+        def __init__(self, *tensors, devices=()):
             pass
 
         def __enter__(self):
