@@ -14,7 +14,15 @@ chunk size:
 
 Dropout and other random ops must draw the same values in step 3 as in step 1,
 so the RNG state is captured before each chunk's first pass and replayed for
-its second pass (:class:`RandContext`).
+its second pass (:class:`RandContext`). The capture must see the device the
+encoder runs on: pass ``device`` and each chunk is moved there *before* the
+state is saved, so a CUDA encoder's dropout (drawn from the CUDA generator, not
+the CPU one) is replayed too. Capturing on CPU-resident inputs saves no CUDA
+state, and the second pass would draw new masks.
+
+Batch-dependent layers (BatchNorm in training mode) cannot be exact here: their
+statistics would be per chunk and updated twice per step. The towers omnivec
+ships use GroupNorm; the training loop freezes the statistics of any BatchNorm.
 
 Combine with :func:`omnivec.finetune.losses.tiled_clip_loss` so that neither the
 encoders' activations nor the loss's logits scale with the full batch.
@@ -31,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-__all__ = ["RandContext", "chunked_backward", "split_batch"]
+__all__ = ["RandContext", "chunked_backward", "split_batch", "to_device"]
 
 Batch = Union[Tensor, Mapping[str, Tensor], Sequence[Tensor]]
 
@@ -43,9 +51,11 @@ class RandContext:
     next step would reuse the same dropout masks.
     """
 
-    def __init__(self, *tensors: Tensor) -> None:
+    def __init__(self, *tensors: Tensor, devices: Sequence[torch.device | str] = ()) -> None:
         self.cpu_state = torch.get_rng_state()
-        self.devices, self.device_states = get_device_states(*tensors)
+        # explicit devices count even when no input tensor lives there yet (e.g. token ids kept on CPU)
+        markers = [torch.empty(0, device=d) for d in devices if torch.device(d).type != "cpu"]
+        self.devices, self.device_states = get_device_states(*tensors, *markers)
         self._fork: Any = None
 
     def __enter__(self) -> None:
@@ -79,6 +89,17 @@ def split_batch(batch: Batch, chunk_size: int) -> list[Batch]:
     return [tuple(vals) for vals in zip(*parts)]
 
 
+def to_device(batch: Batch, device: torch.device | str | None) -> Batch:
+    """Move every tensor of a batch (tensor, mapping or sequence) to ``device``."""
+    if device is None:
+        return batch
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    return type(batch)(v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for v in batch)  # type: ignore[call-arg]
+
+
 def _call(encoder: Callable[..., Tensor], chunk: Batch) -> Tensor:
     if isinstance(chunk, Tensor):
         return encoder(chunk)
@@ -92,6 +113,7 @@ def chunked_backward(
     batches: Sequence[Batch],
     loss_fn: Callable[..., Tensor],
     chunk_size: int,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """One GradCache step: accumulate into ``.grad`` what ``loss.backward()`` would.
 
@@ -104,6 +126,8 @@ def chunked_backward(
         loss_fn: ``loss_fn(*embeddings) -> scalar`` over the full-batch embeddings,
             in the order of ``batches``; parameters it uses get their gradients too.
         chunk_size: rows per encoder call; bounds activation memory.
+        device: where the encoders run. Chunks are moved there before their RNG
+            state is captured, and that device's generator is always captured.
 
     Returns:
         The (detached) loss. Gradients are accumulated, not zeroed.
@@ -114,14 +138,15 @@ def chunked_backward(
     if len(encs) != len(batches):
         raise ValueError("need one encoder per batch (or a single shared encoder)")
 
-    chunks = [split_batch(b, chunk_size) for b in batches]
+    chunks = [[to_device(part, device) for part in split_batch(b, chunk_size)] for b in batches]
+    rng_devices = [device] if device is not None else []
     states: list[list[RandContext]] = []
     embeddings: list[Tensor] = []
     with torch.no_grad():
         for enc, parts in zip(encs, chunks):
             outs, rngs = [], []
             for part in parts:
-                rngs.append(RandContext(*_tensors(part)))
+                rngs.append(RandContext(*_tensors(part), devices=rng_devices))
                 outs.append(_call(enc, part))
             embeddings.append(torch.cat(outs))
             states.append(rngs)

@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class FinetuneConfig(BaseModel):
@@ -28,8 +28,22 @@ class FinetuneConfig(BaseModel):
     lock_text: bool = Field(False, description="freeze the text tower")
     lock_text_unlocked_layers: int = Field(0, ge=0, description="with lock_text: leave the last N layers trainable")
     loss: Literal["clip", "siglip"] = Field("clip", description="tiled InfoNCE (clip) or tiled sigmoid loss (siglip)")
-    tile_size: int = Field(1024, ge=1, description="loss tile size: the BxB similarity matrix is never materialised")
+    tile_size: int | None = Field(None, ge=1, description="loss tile size: the BxB similarity matrix is never materialised; default: 1024 on CPU, 4096 on CUDA")
     chunk_size: int | None = Field(None, ge=1, description="GradCache chunk: rows per encoder pass (bounds activation memory); default whole batch")
+    # --- issue 17: what counts as a positive, how batches are built, nested dimensions ---
+    positives: Literal["caption", "label", "pair"] = Field(
+        "caption",
+        description="which pairs in a batch are positives: caption (pairs with identical captions, so duplicates do not repel), "
+        "label (pairs sharing the manifest's label or class folder), pair (only each row's own caption)",
+    )
+    batches: Literal["random", "mined"] = Field(
+        "random", description="random batches, or mined: each batch grown from a nearest-neighbour graph of the model's embeddings (hard negatives)"
+    )
+    mine_neighbours: int = Field(16, ge=1, description="with batches=mined: neighbours per item in the graph")
+    mine_every: int = Field(1, ge=0, description="with batches=mined: rebuild the graph every N epochs from the current model; 0: once, from the starting model (a fixed teacher)")
+    nested_dims: list[int] | None = Field(
+        None, description="Matryoshka: comma-separated prefix lengths (e.g. 32,64,128); the loss is summed over these prefixes and the full dim"
+    )
     epochs: int = Field(5, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
     batch_size: int = Field(64, ge=2, description="global batch (pairs per step, over all processes)")
@@ -45,6 +59,19 @@ class FinetuneConfig(BaseModel):
     out: Path = Field(Path("runs/finetune"), description="output directory: checkpoints/, report.json, report.md, bundle/")
     export: bool = Field(True, description="export a servable bundle at the end")
     int8: bool = Field(False, description="with export: also write int8 towers")
+
+    @field_validator("nested_dims", mode="before")
+    @classmethod
+    def _parse_dims(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = [int(v) for v in value.replace(" ", "").split(",") if v]
+            except ValueError as exc:
+                raise ValueError(f"nested_dims must be comma-separated integers, got {value!r}") from exc
+        if isinstance(value, list):
+            if not value or any(int(v) < 1 for v in value) or sorted(set(value)) != list(value):
+                raise ValueError(f"nested_dims must be increasing positive integers, got {value}")
+        return value
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> "FinetuneConfig":
@@ -71,6 +98,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, choices=typing.get_args(field.annotation), default=None, help=help_text)
         elif field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif name == "nested_dims":
+            parser.add_argument(flag, dest=name, default=None, metavar="D1,D2,...", help=help_text)
         elif name == "templates":
             parser.add_argument(flag, dest=name, action="append", default=None, help=help_text + " (repeatable)")
         elif "int" in annotation and "float" not in annotation:

@@ -114,3 +114,39 @@ def audio_loader(spec: Any, *, random_crop: bool, seed: int = 0) -> Callable[[Pa
         return torch.from_numpy(windows[rng.randrange(len(windows)) if random_crop else 0].copy())
 
     return load
+
+
+def positive_groups(pairs: list[Pair], positives: str) -> list[int]:
+    """One integer per pair; pairs with equal integers are each other's positives in the loss.
+
+    ``caption``: identical captions (after whitespace/case folding) share a group, so two
+    pictures of "a red circle" in one batch are not pushed apart; ``label``: the manifest's
+    label (or class folder); ``pair``: every pair alone (the classic one-positive-per-row loss).
+    """
+    if positives == "pair":
+        return list(range(len(pairs)))
+    if positives == "label":
+        missing = sum(1 for p in pairs if not p.label)
+        if missing:
+            raise ValueError(f"--positives label needs a label on every row; {missing} of {len(pairs)} have none (add a label column, or use --positives caption)")
+        keys = [str(p.label) for p in pairs]
+    elif positives == "caption":
+        keys = [" ".join(p.caption.lower().split()) for p in pairs]
+    else:
+        raise ValueError(f"positives must be caption, label or pair, got {positives!r}")
+    ids: dict[str, int] = {}
+    return [ids.setdefault(k, len(ids)) for k in keys]
+
+
+class IndexedDataset:
+    """Wraps a dataset so each item also carries its index (to look up its positive group)."""
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        media, tokens = self.dataset[index]
+        return media, tokens, index

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from .image_tower import lock_groups, norm_layer
 
 
 @dataclass
@@ -29,6 +32,7 @@ class AudioTowerConfig:
     f_max: float | None = None
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     embed_dim: int = 512
+    norm: Literal["group", "batch"] = "group"  # see ImageTowerConfig.norm
 
     @property
     def clip_samples(self) -> int:
@@ -90,16 +94,27 @@ class AudioTower(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.frontend = LogMelFrontend(cfg)
-        self.input_norm = nn.BatchNorm1d(cfg.n_mels)
+        # per-clip normalisation of the log-mel over all mels and frames (BatchNorm1d over mels before)
+        self.input_norm = nn.BatchNorm1d(cfg.n_mels) if cfg.norm == "batch" else nn.GroupNorm(1, cfg.n_mels)
         layers: list[nn.Module] = []
         c_in = 1
         for i, c_out in enumerate(cfg.channels):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), norm_layer(cfg.norm, c_out), nn.ReLU(inplace=True)]
             if i < len(cfg.channels) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = c_out
         self.cnn = nn.Sequential(*layers)
         self.proj = nn.Linear(2 * c_in, cfg.embed_dim)
+
+    def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the tower; groups: input norm, each conv block, the projection (last N stay trainable)."""
+        layers, blocks, current = list(self.cnn), [], []
+        for layer in layers:
+            current.append(layer)
+            if isinstance(layer, nn.MaxPool2d) or layer is layers[-1]:
+                blocks.append(nn.ModuleList(current))
+                current = []
+        lock_groups([self.input_norm, *blocks, self.proj], unlocked_groups, freeze_bn_stats)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         feats = self.input_norm(self.frontend(waveform))  # (B, mels, frames)

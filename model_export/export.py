@@ -132,8 +132,16 @@ def export_bundle(
     seed: int = 0,
     loaded: LoadedModel | None = None,
     int8: bool = False,
+    scoring_kind: str | None = None,
+    nested_dims: Sequence[int] | None = None,
 ) -> ExportResult:
-    """Export `towers` of an open_clip model to a bundle at `out`, refusing any tower below fp32 parity."""
+    """Export `towers` of an open_clip model to a bundle at `out`, refusing any tower below fp32 parity.
+
+    `scoring_kind` ("softmax"/"sigmoid") is what the model was trained for; None guesses from the
+    weights (a logit_bias means sigmoid), which is wrong for a SigLIP checkpoint fine-tuned with
+    InfoNCE, so the fine-tune loop always passes it. `nested_dims`: the prefix lengths the model
+    was trained to support (Matryoshka), recorded in the manifest.
+    """
     say = progress or (lambda _msg: None)
     unknown = [t for t in towers or () if t not in TOWERS]
     if unknown or (towers is not None and not towers):
@@ -239,6 +247,9 @@ def export_bundle(
         np.savez(work / PROBES_FILE, **probes)
         net = loaded.model
         bias = getattr(net, "logit_bias", None)
+        kind = scoring_kind or ("sigmoid" if bias is not None else "softmax")
+        if kind == "sigmoid" and bias is None:
+            raise ExportError("sigmoid scoring needs a logit_bias, and this model has none; export with softmax scoring")
         manifest = Manifest.model_validate(
             {
                 "format_version": FORMAT_VERSION,
@@ -246,10 +257,11 @@ def export_bundle(
                 "space_id": sid,
                 "embed_dim": embed_dim,
                 "scoring": {
-                    "kind": "sigmoid" if bias is not None else "softmax",
+                    "kind": kind,
                     "logit_scale": float(net.logit_scale.exp().item()),
-                    "logit_bias": float(bias.item()) if bias is not None else None,
+                    "logit_bias": float(bias.item()) if bias is not None and kind == "sigmoid" else None,
                 },
+                **({"nested_dims": list(nested_dims)} if nested_dims else {}),
                 "towers": tower_specs,
                 "source": loaded.source,
                 "probes": {"file": PROBES_FILE, "min_cos": {"fp32": FP32_MIN_COS, "fp16": FP16_MIN_COS, "int8": INT8_MIN_COS}},

@@ -174,11 +174,12 @@ def _add_bootstrap(sub: argparse._SubParsersAction) -> None:
     defaults = BootstrapConfig(out=Path("."))
     p = sub.add_parser(
         "bootstrap",
-        help="build the default model, omnivec-mini, offline (about 10 minutes on 2 cores; needs omnivec[export] and espeak-ng)",
+        help="build the default model, omnivec-mini, offline (about 5 minutes on 2 quiet cores; needs omnivec[export] and espeak-ng)",
         description="Generate synthetic corpora (coloured shapes, rendered words and digits; words spoken by espeak-ng; tones, "
         "chords, noises, sirens, rhythms), train a small image tower and audio tower into the space of the locked "
         "all-MiniLM-L6-v2 text tower with the tiled contrastive loss, evaluate on held-out colour-shape pairs, voices and "
-        "wordings, export the bundle with its parity report, and write a demo collection. Results are cached: a second run "
+        "wordings, and on pictures and recordings from a second, independent generator (styles, noises, voices "
+        "never trained on), export the bundle with its parity report, and write a demo collection. Results are cached: a second run "
         "with the same settings returns at once; the same seed gives the same bundle. `omnivec serve` without --bundle runs "
         "this first if needed.",
     )

@@ -107,6 +107,10 @@ class Manifest(BaseModel):
     source: dict = Field(default_factory=dict, description="Where the weights came from (architecture, checkpoint, versions).")
     created_at: str = ""
     probes: Probes | None = Field(None, description="Load-time parity probes (format_version >= 2).")
+    # issue 17 (Matryoshka fine-tune): prefix lengths the model was trained for; optional
+    nested_dims: list[int] | None = Field(
+        None, description="Prefix lengths the embeddings were trained to work at (each renormalised), ending with embed_dim; absent: full dim only."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":
@@ -119,6 +123,9 @@ class Manifest(BaseModel):
             out_dim = tower.output.shape[-1] if tower.output.shape else None
             if out_dim != self.embed_dim:
                 raise ValueError(f"towers.{modality}.output last dim {out_dim} != embed_dim {self.embed_dim}")
+        dims = self.nested_dims
+        if dims is not None and (not dims or sorted(set(dims)) != dims or dims[0] < 1 or dims[-1] != self.embed_dim):
+            raise ValueError(f"nested_dims {dims} must be increasing positive integers ending with embed_dim {self.embed_dim}")
         return self
 
 

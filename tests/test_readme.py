@@ -72,7 +72,9 @@ def test_readme_quick_start(tmp_path):
         by_text, by_image, spoken = answers
         assert "red heart" in [h["payload"]["label"] for h in by_text["results"]], by_text
         assert all(h["payload"]["label"].endswith("heart") for h in by_text["results"]), by_text
-        assert [h["payload"]["label"] for h in by_image["results"]] == ["blue star"] * 3, by_image
+        first = by_image["results"][0]
+        assert first["payload"]["label"] == "blue star" and first["score"] > 0.999, by_image  # the picture itself
+        assert all(h["payload"]["label"].startswith("blue ") for h in by_image["results"]), by_image
         assert spoken["results"][0]["labels"][0]["label"] == "seven", spoken
 
         sdk = readme_block("sdk", "python").replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace('"data/', f'"{data}/')

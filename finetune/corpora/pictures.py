@@ -4,7 +4,10 @@ Generalisation, not memory, is what the held-out parts measure:
 - `held_out_combos(seed)`: colour-shape pairs never drawn in training (each colour and each
   shape is still seen with other partners), so a model must compose colour and shape;
 - `HELD_OUT_TEMPLATES`: caption wordings used only at evaluation.
-Rendering uses Pillow's bundled font, so images are identical on every machine for a seed.
+Every picture's look is drawn at random from wide ranges (`styles`: backgrounds, fills,
+hand-drawn strokes, sizes, canvases from 20 to 200 px, blur, noise, JPEG), so the towers learn
+colour and form rather than one renderer's style. Rendering uses Pillow's bundled font, so images
+are identical on every machine for a seed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import write_manifest
-from .shapes import COLORS, SHAPES, ShapeDrawing, background, draw_shape
+from .shapes import COLORS, SHAPES
+from .styles import PictureStyle, capture, draw_styled_shape, shade, styled_ground
 
 WORDS = ("cat", "dog", "sun", "car", "tree", "fish", "bird", "book", "key", "moon", "boat", "cake", "door", "hat", "cup", "bus")
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -30,8 +34,10 @@ SHAPE_TEMPLATES = (
 HELD_OUT_TEMPLATES = ("there is a {color} {shape} here", "look at this {color} {shape}", "a picture showing one {color} {shape}")
 WORD_TEMPLATES = ('the word "{word}"', "text that says {word}", "a sign reading {word}", "{word} written in {color} letters", 'the written word {word}')
 DIGIT_TEMPLATES = ("the digit {digit}", "the number {name}", "a {color} number {digit}", "the numeral {digit}", "{name}, written as a digit")
-TEXTURE_WORDS = {"solid": "plain", "striped": "striped", "dotted": "dotted"}
-BACKGROUND_WORDS = {"plain": "plain", "gradient": "gradient", "noisy": "noisy"}
+SEVERAL_TEMPLATES = ("some {color} {plural}", "a few {color} {plural}", "{color} {plural}", "several {plural} that are {color}")
+TEXTURE_WORDS = {"solid": "plain", "outline": "outlined", "outlined_fill": "clip-art", "sketch": "hand-drawn", "striped": "striped", "dotted": "dotted"}
+# Background words that name no colour, so a caption never pulls a picture toward another colour's class.
+BACKGROUND_WORDS = {"white": "light", "light": "light", "black": "dark", "dark": "dark", "saturated": "bright", "muted": "plain", "gradient": "gradient", "photo": "photographic", "clutter": "busy"}
 
 
 @dataclass(frozen=True)
@@ -57,18 +63,25 @@ def with_articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
-def shape_caption(template: str, color: str, shape: str, drawing: ShapeDrawing) -> str:
+def plural(shape: str) -> str:
+    return shape + ("es" if shape.endswith("s") else "s")
+
+
+def shape_caption(template: str, color: str, shape: str, drawing: PictureStyle) -> str:
     return with_articles(template.format(
-        color=color, shape=shape, size=drawing.size, position=drawing.position,
-        texture=TEXTURE_WORDS[drawing.texture], background=BACKGROUND_WORDS[drawing.background],
+        color=color, shape=shape, plural=plural(shape), size=drawing.size, position=drawing.position,
+        texture=TEXTURE_WORDS[drawing.fill], background=BACKGROUND_WORDS[drawing.background],
     ))
 
 
 def draw_text(text: str, color: str, size: int, rng: random.Random):
-    """`text` in `color` letters at a random size and place on a background of another colour."""
+    """`text` in a shade of `color` at a random size and place on a background of any style, then
+    camera and file effects (the canvas is `size` or, half the time, another side from 24 to 160 px)."""
     from PIL import ImageDraw, ImageFont
 
-    img = background(size, color, rng.choice(("plain", "gradient", "noisy")), rng)
+    if rng.random() < 0.5:
+        size = rng.choice((24, 32, 48, 96, 128, 160))
+    img, _ = styled_ground(size, size, color, rng)
     draw = ImageDraw.Draw(img)
     points = rng.uniform(0.42, 0.6) * size if len(text) == 1 else rng.uniform(0.85, 1.05) * size / max(2.6, len(text) * 0.62)
     font = ImageFont.load_default(size=points)
@@ -76,8 +89,8 @@ def draw_text(text: str, color: str, size: int, rng: random.Random):
     w, h = right - left, bottom - top
     x = rng.uniform(1, max(1.5, size - w - 1)) - left
     y = rng.uniform(1, max(1.5, size - h - 1)) - top
-    draw.text((x, y), text, fill=COLORS[color], font=font)
-    return img
+    draw.text((x, y), text, fill=shade(color, rng), font=font)
+    return capture(img, rng)
 
 
 def generate(
@@ -100,9 +113,9 @@ def generate(
         for k in range(per_combo if job[0] == "shape" else per_word):
             if job[0] == "shape":
                 _, color, shape = job
-                img, drawing = draw_shape(color, shape, size, rng, varied=True)
+                img, drawing = draw_styled_shape(color, shape, rng)
                 split = "heldout_combo" if (color, shape) in held else "train"
-                templates = HELD_OUT_TEMPLATES if split != "train" else SHAPE_TEMPLATES
+                templates = HELD_OUT_TEMPLATES if split != "train" else SEVERAL_TEMPLATES if drawing.count > 1 else SHAPE_TEMPLATES
                 caption = shape_caption(rng.choice(templates), color, shape, drawing)
                 label, stem = shape_label(color, shape), f"{color}_{shape}"
             elif job[0] == "word":

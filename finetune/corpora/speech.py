@@ -68,8 +68,8 @@ HELDOUT_TEMPLATES = (
     "a clip of a voice saying {w}",
 )
 
-SPEED_WPM = (120, 200)
-PITCH = (25, 75)
+SPEED_WPM = (90, 260)  # slow and fast talkers: very long and very short utterances
+PITCH = (10, 90)
 PEAK = (0.3, 0.9)
 LEAD_SECONDS = (0.02, 0.3)
 TRAIL_SECONDS = (0.02, 0.3)

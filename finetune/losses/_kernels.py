@@ -12,6 +12,9 @@ Conventions:
   dtype (``compute_dtype``), so bf16/fp16 inputs accumulate in fp32.
 * ``diagonal=True`` means the global diagonal (the positive pairs) runs through
   this block at ``Q[i] <-> K[i]``; the block is then square.
+* ``pos`` (a :class:`Positives`), when given, replaces the diagonal: pair (i, j) is
+  positive when ``pos.query[i] == pos.key[j]`` (labels as positives, SupCon-style).
+  The mask is built one tile at a time, so nothing B x B is ever held.
 * Gradient accumulators receive *unscaled* sums ``sum_j G_ij K_j`` and
   ``sum_i G_ij Q_i``, where ``G`` is d(loss_sum)/d(logit); the caller applies
   the ``scale`` and upstream-gradient factors once at the end.
@@ -21,13 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "Positives",
+    "check_labels",
+    "positive_weights",
     "check_pair",
     "no_autocast",
     "autocast_off",
@@ -71,6 +77,40 @@ def check_pair(image_emb: Tensor, text_emb: Tensor) -> None:
         raise ValueError("empty batch")
     if not (image_emb.is_floating_point() and text_emb.is_floating_point()):
         raise TypeError("embeddings must be floating point")
+
+
+class Positives(NamedTuple):
+    """Labels of one (query block, key block) pair; pairs with equal labels are positives.
+
+    ``weight[i]`` is ``1 / |P(i)|`` for query row i (its number of positives in the whole
+    batch, over all ranks); used by the InfoNCE kernels, ignored by the sigmoid ones.
+    """
+
+    query: Tensor
+    key: Tensor
+    weight: Tensor | None = None
+
+
+def check_labels(labels: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
+    """``labels`` must be None or a 1-D integer tensor with one entry per pair."""
+    if labels is None:
+        return None
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != batch:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a 1-D tensor of length {batch} (one per pair), got {shape}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    return labels.to(device=device, dtype=torch.int64)
+
+
+def positive_weights(query: Tensor, all_labels: Tensor, dtype: torch.dtype) -> Tensor:
+    """``1 / |P(i)|`` per query label: how many entries of ``all_labels`` share it."""
+    uniq, counts = torch.unique(all_labels, return_counts=True)
+    return counts[torch.searchsorted(uniq, query)].to(dtype).reciprocal()
+
+
+def _pos_tile(pos: Positives, i0: int, i1: int, j0: int, j1: int) -> Tensor:
+    return pos.query[i0:i1, None] == pos.key[None, j0:j1]
 
 
 def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -147,12 +187,14 @@ def clip_forward_block(
     row_lse: Tensor,
     col_lse: Tensor,
     diagonal: bool,
+    pos: Positives | None = None,
 ) -> Tensor:
     """Fold this block into the running row and column log-sum-exp, in one sweep.
 
     ``row_lse`` (len m) and ``col_lse`` (len n) are updated in place; both
     directions come from the same tile so each logit is computed once.
-    Returns the sum of the diagonal logits in this block (0 if ``diagonal`` is False).
+    Returns the sum of the diagonal logits in this block (0 if ``diagonal`` is False),
+    or with ``pos`` the sum over positive pairs of ``pos.weight[i] * logit_ij``.
     """
     cd = row_lse.dtype
     m, n = q.shape[0], k.shape[0]
@@ -169,7 +211,10 @@ def clip_forward_block(
             logits = lbuf[: shape[0] * shape[1]].view(shape)
             e = ebuf[: shape[0] * shape[1]].view(shape)
             torch.mm(qs, kt.T, out=logits)
-            if diagonal and i0 == j0:
+            if pos is not None:
+                mask = _pos_tile(pos, i0, i1, j0, j1)
+                diag_sum += torch.where(mask, logits, 0.0).sum(dim=1).dot(pos.weight[i0:i1])
+            elif diagonal and i0 == j0:
                 diag_sum += logits.diagonal().sum()
             # rows: stable log-sum-exp with the tile's row max
             mx = logits.amax(dim=1)
@@ -195,12 +240,14 @@ def clip_backward_block(
     diagonal: bool,
     dq: Tensor | None,
     dk: Tensor | None,
+    pos: Positives | None = None,
 ) -> None:
     """Recompute each tile and accumulate the InfoNCE gradient sums.
 
     With ``P = softmax`` over rows, ``Q' = softmax`` over columns and ``Y`` the
     identity on the diagonal, ``G = P + Q' - 2Y`` is the gradient of
-    ``sum_i CE_row_i + sum_j CE_col_j`` w.r.t. the logits. Adds ``G @ K`` into
+    ``sum_i CE_row_i + sum_j CE_col_j`` w.r.t. the logits. With ``pos``,
+    ``Y_ij = [label_i == label_j] / |P(i)|`` (each row's targets sum to 1). Adds ``G @ K`` into
     ``dq`` (m x D) and ``G.T @ Q`` into ``dk`` (n x D); either may be None.
     """
     if dq is None and dk is None:
@@ -222,7 +269,10 @@ def clip_backward_block(
             torch.mm(qs, kt.T, out=g)
             torch.sub(g, rl, out=p).exp_()
             g.sub_(col_lse[None, j0:j1]).exp_().add_(p)
-            if diagonal and i0 == j0:
+            if pos is not None:
+                mask = _pos_tile(pos, i0, i1, j0, j1)
+                g.sub_(torch.where(mask, 2.0 * pos.weight[i0:i1, None], 0.0))
+            elif diagonal and i0 == j0:
                 g.diagonal().sub_(2.0)
             if dq is not None:
                 dq[i0:i1].addmm_(g, kt)
@@ -238,8 +288,10 @@ def siglip_forward_block(
     tile: int,
     diagonal: bool,
     cd: torch.dtype,
+    pos: Positives | None = None,
 ) -> Tensor:
-    """Sum of ``-logsigmoid(y * (scale * q.k + bias))`` over the block (y=+1 on the diagonal, else -1)."""
+    """Sum of ``-logsigmoid(y * (scale * q.k + bias))`` over the block (y=+1 on the diagonal,
+    or with ``pos`` where the labels agree; else -1)."""
     m, n = q.shape[0], k.shape[0]
     (lbuf,) = _buffers(m, n, tile, q.device, cd, 1)
     total = scalar_acc(q.device)
@@ -253,7 +305,9 @@ def siglip_forward_block(
             torch.mm(qs, k[j0:j1].to(cd).T, out=z)
             # y * z: negatives everywhere, positives flipped back on the diagonal
             z.add_(bias).neg_()
-            if diagonal and i0 == j0:
+            if pos is not None:
+                z.copy_(torch.where(_pos_tile(pos, i0, i1, j0, j1), -z, z))
+            elif diagonal and i0 == j0:
                 z.diagonal().neg_()
             total -= F.logsigmoid(z).sum()
     return total.to(cd)
@@ -270,8 +324,11 @@ def siglip_backward_block(
     dk: Tensor | None,
     cd: torch.dtype,
     need_bias: bool,
+    pos: Positives | None = None,
 ) -> Tensor:
-    """Accumulate ``G @ K`` / ``G.T @ Q`` with ``G = sigmoid(z) - Y``; return ``sum(G)`` (bias share)."""
+    """Accumulate ``G @ K`` / ``G.T @ Q`` with ``G = sigmoid(z) - Y``; return ``sum(G)`` (bias share).
+
+    ``Y`` is 1 on the positive pairs (the diagonal, or equal labels with ``pos``), else 0."""
     m, n = q.shape[0], k.shape[0]
     gsum = scalar_acc(q.device)
     if dq is None and dk is None and not need_bias:
@@ -288,11 +345,15 @@ def siglip_backward_block(
             g = lbuf[: shape[0] * shape[1]].view(shape)
             torch.mm(qs, kt.T, out=g)
             g.add_(bias)
-            if diagonal and i0 == j0:
+            if pos is not None:
+                # d/dz -logsigmoid(y z) = -y sigmoid(-y z); positives computed without 1 - sigmoid cancellation
+                mask = _pos_tile(pos, i0, i1, j0, j1)
+                g.copy_(torch.where(mask, -torch.sigmoid(-g), torch.sigmoid(g)))
+            elif diagonal and i0 == j0:
                 # d/dz -logsigmoid(z) = -sigmoid(-z): computed directly, no 1 - sigmoid cancellation
-                pos = torch.sigmoid(-g.diagonal())
+                pos_grad = torch.sigmoid(-g.diagonal())
                 g.sigmoid_()
-                g.diagonal().copy_(pos.neg_())
+                g.diagonal().copy_(pos_grad.neg_())
             else:
                 g.sigmoid_()
             if need_bias:

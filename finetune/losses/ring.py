@@ -18,7 +18,10 @@ progresses it off the calling thread).
   arrives back at its owner after W hops.
 
 The loss equals the single-process loss over the concatenated batch
-(rank order). Every rank returns that same *global mean* loss.
+(rank order). Every rank returns that same *global mean* loss. With ``labels``
+(each rank passes its rows' labels; all ranks must pass them or none), the
+labels are all-gathered once (O(N) integers) so every tile can build its
+positive mask and each row knows its global number of positives.
 
 Gradient convention (``grad_reduction``), assuming every rank backpropagates the
 same upstream gradient (each rank calls ``loss.backward()``):
@@ -48,14 +51,17 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ._kernels import (
+    Positives,
     acc_dtype,
     as_scalar,
     autocast_off,
     blockwise_dot,
+    check_labels,
     check_pair,
     clip_backward_block,
     clip_forward_block,
     compute_dtype,
+    positive_weights,
     resolve_tile_size,
     scalar_acc,
     siglip_backward_block,
@@ -89,6 +95,16 @@ class _Ring:
         out = [torch.empty_like(mine) for _ in range(self.world)]
         dist.all_gather(out, mine, group=self.group)
         return [int(t.item()) for t in out]
+
+    def all_labels(self, labels: Tensor, sizes: list[int]) -> Tensor:
+        """Every rank's labels in rank order (uneven sizes padded for the all-gather)."""
+        if self.world == 1:
+            return labels
+        padded = torch.zeros(max(sizes), dtype=labels.dtype, device=labels.device)
+        padded[: labels.shape[0]] = labels
+        out = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(out, padded, group=self.group)
+        return torch.cat([t[:n] for t, n in zip(out, sizes)])
 
     def exchange(self, send: Tensor, recv: Tensor, tag: int) -> list:
         """Post send-to-right and recv-from-left; returns the requests to wait on."""
@@ -170,6 +186,17 @@ def _offsets(sizes: list[int]) -> list[int]:
     return offs
 
 
+def _block_positives(
+    labels: Tensor | None, ring: _Ring, sizes: list[int], offs: list[int], cd: torch.dtype
+) -> Callable[[int], Positives | None]:
+    """``owner -> Positives`` of (this rank's rows, owner's key block); None without labels."""
+    if labels is None:
+        return lambda _owner: None
+    everyone = ring.all_labels(labels, sizes)
+    weight = positive_weights(labels, everyone, cd)
+    return lambda owner: Positives(labels, everyone[offs[owner] : offs[owner + 1]], weight)
+
+
 def _grad_factor(ring: _Ring, grad_reduction: str) -> int:
     if grad_reduction == "mean":
         return ring.world
@@ -181,12 +208,13 @@ def _grad_factor(ring: _Ring, grad_reduction: str) -> int:
 class _RingClipLoss(torch.autograd.Function):
     @staticmethod
     @autocast_off
-    def forward(ctx, image_emb, text_emb, logit_scale, tile, ring, factor):  # type: ignore[override]
+    def forward(ctx, image_emb, text_emb, logit_scale, tile, ring, factor, labels):  # type: ignore[override]
         cd = compute_dtype(image_emb.dtype, text_emb.dtype)
         scale = logit_scale.detach().to(cd).reshape(())
         dev = image_emb.device
         sizes = ring.sizes(image_emb.shape[0], dev)
         offs = _offsets(sizes)
+        positives = _block_positives(labels, ring, sizes, offs, cd)
         n_total = offs[-1]
         row_lse = torch.full((image_emb.shape[0],), float("-inf"), device=dev, dtype=cd)
         col_part = torch.full((n_total,), float("-inf"), device=dev, dtype=cd)
@@ -195,7 +223,7 @@ class _RingClipLoss(torch.autograd.Function):
         def visit(owner: int, keys: Tensor, _acc: Tensor | None) -> None:
             nonlocal diag
             cols = col_part[offs[owner] : offs[owner + 1]]
-            diag = diag + clip_forward_block(image_emb, keys, scale, tile, row_lse, cols, owner == ring.rank)
+            diag = diag + clip_forward_block(image_emb, keys, scale, tile, row_lse, cols, owner == ring.rank, positives(owner))
 
         ring.rotate(text_emb, sizes, visit)
         col_lse = ring.logsumexp(col_part)
@@ -203,7 +231,7 @@ class _RingClipLoss(torch.autograd.Function):
         acc = acc_dtype(dev)
         total = ring.all_reduce((row_lse.sum(dtype=acc) + own.sum(dtype=acc) - 2.0 * diag.to(acc)).reshape(1))
         ctx.save_for_backward(image_emb, text_emb, logit_scale, row_lse, col_lse)
-        ctx.tile, ctx.ring, ctx.factor, ctx.sizes, ctx.offs = tile, ring, factor, sizes, offs
+        ctx.tile, ctx.ring, ctx.factor, ctx.sizes, ctx.offs, ctx.positives = tile, ring, factor, sizes, offs, positives
         return (total / (2 * n_total)).to(cd).reshape(())
 
     @staticmethod
@@ -218,11 +246,13 @@ class _RingClipLoss(torch.autograd.Function):
         n, d = image_emb.shape
         acc_i = torch.zeros((n, d), device=image_emb.device, dtype=cd) if (need_img or need_scale) else None
         if acc_i is None and not need_txt:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
 
         def visit(owner: int, keys: Tensor, acc_t: Tensor | None) -> None:
             cols = col_lse[offs[owner] : offs[owner + 1]]
-            clip_backward_block(image_emb, keys, scale, tile, row_lse, cols, owner == ring.rank, acc_i, acc_t)
+            clip_backward_block(
+                image_emb, keys, scale, tile, row_lse, cols, owner == ring.rank, acc_i, acc_t, ctx.positives(owner)
+            )
 
         acc_t = ring.rotate(text_emb, sizes, visit, acc_dim=d if need_txt else None, acc_dtype=cd)
         coef = grad_out.to(cd) * (ctx.factor / (2 * offs[-1]))
@@ -231,27 +261,30 @@ class _RingClipLoss(torch.autograd.Function):
             d_scale = (coef * blockwise_dot(image_emb, acc_i, tile, cd)).to(logit_scale.dtype).reshape(logit_scale.shape)
         d_img = acc_i.mul_(coef * scale).to(image_emb.dtype) if need_img else None
         d_txt = acc_t.mul_(coef * scale).to(text_emb.dtype) if need_txt else None
-        return d_img, d_txt, d_scale, None, None, None
+        return d_img, d_txt, d_scale, None, None, None, None
 
 
 class _RingSigLipLoss(torch.autograd.Function):
     @staticmethod
     @autocast_off
-    def forward(ctx, image_emb, text_emb, logit_scale, logit_bias, tile, ring, factor):  # type: ignore[override]
+    def forward(ctx, image_emb, text_emb, logit_scale, logit_bias, tile, ring, factor, labels):  # type: ignore[override]
         cd = compute_dtype(image_emb.dtype, text_emb.dtype)
         scale = logit_scale.detach().to(cd).reshape(())
         bias = logit_bias.detach().to(cd).reshape(())
         sizes = ring.sizes(image_emb.shape[0], image_emb.device)
+        positives = _block_positives(labels, ring, sizes, _offsets(sizes), cd)
         total = scalar_acc(image_emb.device)
 
         def visit(owner: int, keys: Tensor, _acc: Tensor | None) -> None:
             nonlocal total
-            total = total + siglip_forward_block(image_emb, keys, scale, bias, tile, owner == ring.rank, cd).to(total.dtype)
+            total = total + siglip_forward_block(
+                image_emb, keys, scale, bias, tile, owner == ring.rank, cd, positives(owner)
+            ).to(total.dtype)
 
         ring.rotate(text_emb, sizes, visit)
         total = ring.all_reduce(total.reshape(1))
         ctx.save_for_backward(image_emb, text_emb, logit_scale, logit_bias)
-        ctx.tile, ctx.ring, ctx.factor, ctx.sizes, ctx.cd = tile, ring, factor, sizes, cd
+        ctx.tile, ctx.ring, ctx.factor, ctx.sizes, ctx.cd, ctx.positives = tile, ring, factor, sizes, cd, positives
         return (total / sum(sizes)).to(cd).reshape(())
 
     @staticmethod
@@ -266,13 +299,13 @@ class _RingSigLipLoss(torch.autograd.Function):
         n, d = image_emb.shape
         acc_i = torch.zeros((n, d), device=image_emb.device, dtype=cd) if (need_img or need_scale) else None
         if acc_i is None and not need_txt and not need_bias:
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
         gsum = torch.zeros((), device=image_emb.device, dtype=cd)
 
         def visit(owner: int, keys: Tensor, acc_t: Tensor | None) -> None:
             nonlocal gsum
             gsum = gsum + siglip_backward_block(
-                image_emb, keys, scale, bias, tile, owner == ring.rank, acc_i, acc_t, cd, need_bias
+                image_emb, keys, scale, bias, tile, owner == ring.rank, acc_i, acc_t, cd, need_bias, ctx.positives(owner)
             )
 
         acc_t = ring.rotate(text_emb, sizes, visit, acc_dim=d if need_txt else None, acc_dtype=cd)
@@ -284,7 +317,7 @@ class _RingSigLipLoss(torch.autograd.Function):
             d_bias = (coef * gsum).to(logit_bias.dtype).reshape(logit_bias.shape)
         d_img = acc_i.mul_(coef * scale).to(image_emb.dtype) if need_img else None
         d_txt = acc_t.mul_(coef * scale).to(text_emb.dtype) if need_txt else None
-        return d_img, d_txt, d_scale, d_bias, None, None, None
+        return d_img, d_txt, d_scale, d_bias, None, None, None, None
 
 
 def ring_clip_loss(
@@ -294,18 +327,22 @@ def ring_clip_loss(
     tile_size: int | None = None,
     group: dist.ProcessGroup | None = None,
     grad_reduction: GradReduction = "mean",
+    *,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """Global-batch CLIP loss with this rank's ``(n_r, D)`` image/text rows as input.
 
     Returns the global mean symmetric InfoNCE over all ranks' pairs (identical on
     every rank); see the module docstring for ``grad_reduction``. Without an
-    initialised process group this is the single-process loss.
+    initialised process group this is the single-process loss. ``labels``: this
+    rank's rows' labels, with :func:`tiled_clip_loss`'s meaning over the global batch.
     """
     check_pair(image_emb, text_emb)
     scale = as_scalar(logit_scale, image_emb, "logit_scale")
     tile = resolve_tile_size(tile_size, image_emb.device)
+    labels = check_labels(labels, image_emb.shape[0], image_emb.device)
     ring = _Ring(group)
-    return _RingClipLoss.apply(image_emb, text_emb, scale, tile, ring, _grad_factor(ring, grad_reduction))
+    return _RingClipLoss.apply(image_emb, text_emb, scale, tile, ring, _grad_factor(ring, grad_reduction), labels)
 
 
 def ring_siglip_loss(
@@ -316,13 +353,16 @@ def ring_siglip_loss(
     tile_size: int | None = None,
     group: dist.ProcessGroup | None = None,
     grad_reduction: GradReduction = "mean",
+    *,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """Global-batch SigLIP loss (sum over all N^2 pairs / N), ring-parallel like :func:`ring_clip_loss`."""
     check_pair(image_emb, text_emb)
     scale = as_scalar(logit_scale, image_emb, "logit_scale")
     bias = as_scalar(logit_bias, image_emb, "logit_bias")
     tile = resolve_tile_size(tile_size, image_emb.device)
+    labels = check_labels(labels, image_emb.shape[0], image_emb.device)
     ring = _Ring(group)
     return _RingSigLipLoss.apply(
-        image_emb, text_emb, scale, bias, tile, ring, _grad_factor(ring, grad_reduction)
+        image_emb, text_emb, scale, bias, tile, ring, _grad_factor(ring, grad_reduction), labels
     )

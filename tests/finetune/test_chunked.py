@@ -94,7 +94,7 @@ def test_without_rng_replay_gradients_differ(monkeypatch):
     """The replay is what makes the second pass match: disable it and the test above would fail."""
 
     class NoReplay:
-        def __init__(self, *tensors):
+        def __init__(self, *tensors, devices=()):
             pass
 
         def __enter__(self):
@@ -166,3 +166,57 @@ def test_bad_chunk_size():
     model, x_img, x_txt = _setup()
     with pytest.raises(ValueError):
         chunked_backward((model.img, model.txt), (x_img, x_txt), _loss_fn(model), 0)
+
+
+def _no_dropout(model: nn.Module) -> None:
+    """Dropout off (its replay is tested above) so that one full-batch call is the reference."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, "dropout_prob"):
+            m.dropout_prob = 0.0
+        if hasattr(m, "config") and hasattr(m.config, "attention_probs_dropout_prob"):
+            m.config.attention_probs_dropout_prob = 0.0
+            m.config.hidden_dropout_prob = 0.0
+
+
+def _shipped_towers():
+    from omnivec.model_export.loader import load_model
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    b = 5
+    for name in ("omnivec-mini", "omnivec-tiny-audio"):
+        loaded = load_model(name, "none")
+        model = loaded.model.double()
+        _no_dropout(model)
+        size = loaded.preprocess_cfg["size"]
+        yield f"{name}:image", model, model.encode_image, torch.randn(b, 3, *size, generator=g, dtype=torch.float64)
+        yield f"{name}:text", model, model.encode_text, loaded.tokenizer(["a red circle", "a blue square on grey", "two", "a dog barks", "a siren"])
+        if hasattr(model, "audio_tower"):
+            samples = model.audio_tower.cfg.clip_samples
+            yield f"{name}:audio", model, model.encode_audio, 3000 * torch.randn(b, samples, generator=g, dtype=torch.float64)
+
+
+def test_chunked_equals_full_batch_for_every_shipped_tower():
+    """Item 5: with the towers' norm layers (GroupNorm/LayerNorm) a chunked step equals one
+    full-batch call in training mode, to fp64 tolerance; BatchNorm made them differ."""
+    for name, model, encode, inputs in _shipped_towers():
+        model.train()  # plain training mode: the norm layers themselves must be batch-independent
+        g = torch.Generator().manual_seed(4)
+        with torch.no_grad():
+            dim = encode(inputs[:1]).shape[1]
+        targets = F.normalize(torch.randn(inputs.shape[0], dim, generator=g, dtype=torch.float64), dim=-1)
+
+        def loss_fn(e):
+            return tiled_clip_loss(F.normalize(e, dim=-1), targets, 10.0, tile_size=2)
+
+        model.zero_grad()
+        loss_fn(encode(inputs)).backward()
+        want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        chunked_backward(encode, [inputs], loss_fn, 2)
+        got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        assert got.keys() == want.keys() and want, name
+        for n in want:
+            torch.testing.assert_close(got[n], want[n], rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"{name} {n}: {m}")

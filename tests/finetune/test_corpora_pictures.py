@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from omnivec.finetune.corpora import pictures
+from omnivec.finetune.corpora import pictures, styles
 from omnivec.finetune.corpora.shapes import COLORS, SHAPES
 from omnivec.finetune.data import read_manifest
 from tests.files import tree_digests
@@ -34,7 +35,7 @@ def test_classes_cover_every_colour_shape_word_and_digit(corpus):
     assert {"the word cat", "the number seven"} <= labels
     for row in rows[:: len(rows) // 20]:
         with Image.open(corpus.manifest.parent / row["image"]) as img:
-            assert img.size == (64, 64) and img.mode == "RGB"
+            assert img.mode == "RGB" and 20 <= min(img.size) <= max(img.size) <= 320
 
 
 def test_held_out_pairs_are_a_latin_square_and_never_in_training(corpus):
@@ -61,3 +62,46 @@ def test_held_out_rows_use_held_out_wording_and_articles_are_right(corpus):
 def test_articles():
     assert pictures.with_articles("a orange star and a red one") == "an orange star and a red one"
     assert pictures.with_articles("A orange") == "An orange"
+
+
+def test_styles_cover_backgrounds_fills_sizes_and_several_objects():
+    rng = random.Random(0)
+    drawn = [styles.draw_styled_shape(c, s, rng) for _ in range(3) for c in COLORS for s in SHAPES]
+    assert {d.background for _, d in drawn} == set(styles.BACKGROUND_STYLES)
+    assert {d.fill for _, d in drawn} == set(styles.FILLS)
+    assert {d.size for _, d in drawn} == {"small", "large"} and max(d.count for _, d in drawn) > 1
+    sides = [min(img.size) for img, _ in drawn]
+    assert min(sides) <= 32 and max(sides) >= 128 and any(img.size[0] != img.size[1] for img, _ in drawn)
+    again = random.Random(0)
+    assert all(img.tobytes() == styles.draw_styled_shape(c, s, again)[0].tobytes() for (img, _), (c, s) in zip(drawn[:16], [(c, s) for c in COLORS for s in SHAPES]))
+
+
+def test_colour_ranges_do_not_overlap_and_shades_stay_in_them():
+    import colorsys
+
+    spans = [(lo, hi, name) for name, (hues, _, _) in styles.COLOR_RANGES.items() if name not in ("black", "white") for lo, hi in hues]
+    for a in spans:
+        for b in spans:
+            assert a[2] == b[2] or a[1] <= b[0] or b[1] <= a[0], (a, b)
+    rng = random.Random(1)
+    for name in COLORS:
+        for _ in range(50):
+            h, s, v = colorsys.rgb_to_hsv(*(x / 255 for x in styles.shade(name, rng)))
+            if name == "black":
+                assert v <= 0.16
+            elif name == "white":
+                assert v >= 0.93 and s <= 0.06
+            else:
+                assert any(lo - 1 <= h * 360 <= hi + 1 for lo, hi, n in spans if n == name) and s >= 0.44, (name, h * 360, s, v)
+
+
+def test_shapes_stand_out_from_their_background():
+    """The shape's colour must differ from the ground at the centre (a white shape on white is no picture)."""
+    rng = random.Random(2)
+    for c in ("white", "black", "yellow"):
+        for _ in range(20):
+            img, drawing = styles.draw_styled_shape(c, "circle", rng)
+            if c == "white":
+                assert drawing.background not in ("white", "light")
+            if c == "black":
+                assert drawing.background not in ("black", "dark")

@@ -62,6 +62,10 @@ def _data(n: int):
     return img, txt, x_img, x_txt
 
 
+def _labels(n: int) -> torch.Tensor:
+    return torch.tensor([3, 1, 3, 0, 1, 3, 2, 0, 5, 1])[:n]
+
+
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -88,6 +92,19 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
                     loss = ring_siglip_loss(img, txt, s, b, tile_size=2, grad_reduction=conv)
                 loss.backward()
                 res[(kind, conv)] = dict(loss=loss.detach(), img=img.grad, txt=txt.grad, scale=s.grad, bias=b.grad)
+        # labels as positives: each rank passes its rows' labels; positives span ranks
+        lab = _labels(sum(sizes))[lo:hi]
+        for kind in ("clip", "siglip"):
+            img = img_all[lo:hi].clone().requires_grad_()
+            txt = txt_all[lo:hi].clone().requires_grad_()
+            s = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+            b = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+            if kind == "clip":
+                loss = ring_clip_loss(img, txt, s, tile_size=2, grad_reduction="sum", labels=lab)
+            else:
+                loss = ring_siglip_loss(img, txt, s, b, tile_size=2, grad_reduction="sum", labels=lab)
+            loss.backward()
+            res[(kind, "labels")] = dict(loss=loss.detach(), img=img.grad, txt=txt.grad, scale=s.grad, bias=b.grad)
         # only the text tower requires grad: the gradient accumulators still travel home
         txt = txt_all[lo:hi].clone().requires_grad_()
         ring_clip_loss(img_all[lo:hi], txt, 7.0, tile_size=3, grad_reduction="sum").backward()
@@ -121,11 +138,11 @@ def _spawn(world: int, out_dir: str) -> None:
             pytest.fail(f"ring with {world} processes did not finish within {DEADLINE_S}s")
 
 
-def _reference(kind: str, img, txt):
+def _reference(kind: str, img, txt, labels=None):
     leaves = [img.clone().requires_grad_(), txt.clone().requires_grad_()]
     s = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
-    loss = full_clip_loss(*leaves, s) if kind == "clip" else full_siglip_loss(*leaves, s, b)
+    loss = full_clip_loss(*leaves, s, labels=labels) if kind == "clip" else full_siglip_loss(*leaves, s, b, labels=labels)
     loss.backward()
     return dict(loss=loss.detach(), img=leaves[0].grad, txt=leaves[1].grad, scale=s.grad, bias=b.grad)
 
@@ -154,6 +171,17 @@ def test_ring_equals_single_process(world, tmp_path):
                 torch.testing.assert_close(reduce([g["bias"] for g in per_rank]), ref["bias"], **TOL)
             else:
                 assert all(g["bias"] is None for g in per_rank)
+
+        ref = _reference(kind, img, txt, _labels(offs[-1]))
+        per_rank = [r[(kind, "labels")] for r in res]
+        for r, got in enumerate(per_rank):
+            torch.testing.assert_close(got["loss"], ref["loss"], **TOL)
+            sl = slice(offs[r], offs[r + 1])
+            torch.testing.assert_close(got["img"], ref["img"][sl], **TOL)
+            torch.testing.assert_close(got["txt"], ref["txt"][sl], **TOL)
+        torch.testing.assert_close(sum(g["scale"] for g in per_rank), ref["scale"], **TOL)
+        if kind == "siglip":
+            torch.testing.assert_close(sum(g["bias"] for g in per_rank), ref["bias"], **TOL)
 
     t = txt.clone().requires_grad_()
     full_clip_loss(img, t, 7.0).backward()
