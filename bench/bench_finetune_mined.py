@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Hard-negative (mined) batches vs random batches: validation recall@1 after the same number of steps.
 
-Corpus: the shapes corpus with all 8 colours x 8 shapes (64 classes, captions from 4 templates);
-with batch 16 a random batch rarely holds two confusable classes (same colour or same shape twice
-is common, the same colour *and* a similar shape is not), so random batches are easy. The validation
-set is drawn with another seed. Model: omnivec-tiny (2-layer ViT + 2-layer text transformer,
+Corpus: the shapes corpus, 8 colours x 3 shapes (24 classes; --shapes 8 for 64), captions from 4
+templates, `--positives label` (pictures of one class are positives whatever the template). With
+batch 8 a random batch holds about 8 different classes, rarely two that share a colour *and* are
+close in form, so random batches are easy. The validation set is drawn with another seed. Model: omnivec-tiny (2-layer ViT + 2-layer text transformer,
 64-d), random init, trained twice from the same seed with the same settings except `--batches`.
 The mined run rebuilds its nearest-neighbour graph every epoch from the current model, and its
 cost (embedding the training set, the graph, the batches) is reported as a share of training time.
@@ -29,11 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import final_json  # noqa: E402
 
 
-def corpora(root: Path, per_combo: int) -> tuple[Path, Path]:
+def corpora(root: Path, per_combo: int, n_shapes: int = 3) -> tuple[Path, Path]:
     """A training corpus and an independently drawn validation corpus (another seed)."""
-    from omnivec.finetune.corpora.shapes import generate
+    from omnivec.finetune.corpora.shapes import SHAPES, generate
 
-    return generate(root / "train", per_combo=per_combo, seed=0), generate(root / "val", per_combo=2, seed=1)
+    shapes = list(SHAPES[:n_shapes])
+    return generate(root / "train", per_combo=per_combo, seed=0, shapes=shapes), generate(root / "val", per_combo=2, seed=1, shapes=shapes)
 
 
 def mean_recall(metrics: dict, k: int, prefix: str = "") -> float:
@@ -51,7 +52,7 @@ def train(train_csv: Path, val_csv: Path, out: Path, steps: int, batch: int, **c
     epochs = -(-steps // (n_train // batch))
     config = FinetuneConfig(
         model="omnivec-tiny", train_data=train_csv, val_data=val_csv, out=out, epochs=epochs, max_steps=steps, batch_size=batch,
-        lr=2e-3, warmup_steps=10, weight_decay=0.0, templates=["a {}"], threads=1, export=False, **choices,
+        lr=2e-3, warmup_steps=10, weight_decay=0.0, templates=["a {}"], threads=1, export=False, positives="label", **choices,
     )
     started = time.perf_counter()
     result = finetune(config, progress=False, log=lambda _m: None)
@@ -61,16 +62,17 @@ def train(train_csv: Path, val_csv: Path, out: Path, steps: int, batch: int, **c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="120 steps on 3 images per class")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--per-combo", type=int, default=6, help="training images per colour-shape class")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="150 steps on 4 images per class")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--per-combo", type=int, default=8, help="training images per colour-shape class")
+    parser.add_argument("--shapes", type=int, default=3, help="shapes (of 8) in the corpus; classes = 8 colours x shapes")
+    parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    steps, per_combo = (120, 3) if args.quick else (args.steps, args.per_combo)
+    steps, per_combo = (150, 4) if args.quick else (args.steps, args.per_combo)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        train_csv, val_csv = corpora(root, per_combo)
-        figures: dict = {"steps": steps, "batch": args.batch, "train_pairs": 64 * per_combo}
+        train_csv, val_csv = corpora(root, per_combo, args.shapes)
+        figures: dict = {"steps": steps, "batch": args.batch, "train_pairs": 8 * args.shapes * per_combo}
         for kind in ("random", "mined"):
             metrics, seconds, report = train(train_csv, val_csv, root / kind, steps, args.batch, batches=kind)
             figures[f"recall1_{kind}"] = mean_recall(metrics, 1)

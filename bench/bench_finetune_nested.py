@@ -2,8 +2,8 @@
 """Nested (Matryoshka) dimensions: recall@1 and zero-shot accuracy per embedding prefix, with and
 without `--nested-dims`, after the same number of steps in one run.
 
-Same corpus and model as bench_finetune_mined.py (shapes, 64 classes; omnivec-tiny, 64-d, random
-init; validation drawn with another seed). Both runs are evaluated at every prefix (the first d
+Same corpus, model and settings as bench_finetune_mined.py (shapes, 8 colours x 3 shapes, label
+positives; omnivec-tiny, 64-d, random init; validation drawn with another seed), random batches. Both runs are evaluated at every prefix (the first d
 coordinates, renormalised, as a server truncating vectors would score them).
 
     .venv/bin/python bench/bench_finetune_nested.py --quick     # ~2-4 min on 2 busy cores
@@ -41,12 +41,12 @@ def evaluate_prefixes(out: Path, val_csv: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="120 steps on 3 images per class")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--per-combo", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="150 steps on 4 images per class")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--per-combo", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    steps, per_combo = (120, 3) if args.quick else (args.steps, args.per_combo)
+    steps, per_combo = (150, 4) if args.quick else (args.steps, args.per_combo)
     figures: dict = {"steps": steps, "batch": args.batch, "dims": DIMS + [64]}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
