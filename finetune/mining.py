@@ -9,8 +9,10 @@ blue star) into the same batch.
 The graph's edge weight between items i and j is the cross-modal similarity the loss sees,
 ``(<media_i, text_j> + <media_j, text_i>) / 2``; items that share a positive group (same
 caption or label) are not negatives and are left out of each other's neighbour lists.
-Batches are grown greedily: a random unused seed, then a breadth-first walk over unused
-neighbours, topped up with random unused items when a neighbourhood runs dry. Cost:
+Batches are grown greedily: a random unused seed, then repeatedly the unused item with the
+largest summed edge weight to the items already in the batch (so every member's batch mates are
+its own neighbours, not a breadth-first walk drifting away from the seed), topped up with random
+unused items when the neighbourhood runs dry. Cost:
 O(N^2 D / block) for the graph (blockwise top-k, never N x N in memory) and O(N k) for batches.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +40,9 @@ class MiningCost:
         return self.embed_s + self.graph_s + self.batches_s
 
 
-def neighbour_graph(media: np.ndarray, text: np.ndarray, groups: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
-    """``(N, k)`` indices of each item's k most similar other items (-1 where fewer exist).
+def neighbour_graph(media: np.ndarray, text: np.ndarray, groups: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, k)`` indices of each item's k most similar other items (-1 where fewer exist) and
+    the ``(N, k)`` edge weights.
 
     ``media``/``text``: unit-norm ``(N, D)`` embeddings of the same N pairs; ``groups``: the
     positive group of each pair (pairs in one group are never each other's negatives).
@@ -48,8 +50,9 @@ def neighbour_graph(media: np.ndarray, text: np.ndarray, groups: np.ndarray, k: 
     n = media.shape[0]
     k = max(0, min(k, n - 1))
     out = np.full((n, k), -1, dtype=np.int64)
+    weights = np.zeros((n, k), dtype=np.float64)
     if k == 0:
-        return out
+        return out, weights
     for start in range(0, n, block):
         stop = min(start + block, n)
         sims = (media[start:stop] @ text.T + text[start:stop] @ media.T) / 2
@@ -58,13 +61,25 @@ def neighbour_graph(media: np.ndarray, text: np.ndarray, groups: np.ndarray, k: 
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
         top = np.take_along_axis(top, order, axis=1)
-        top[~np.isfinite(np.take_along_axis(sims, top, axis=1))] = -1
+        w = np.take_along_axis(sims, top, axis=1)
+        top[~np.isfinite(w)] = -1
         out[start:stop] = top
-    return out
+        weights[start:stop] = np.where(np.isfinite(w), w, 0.0)
+    return out, weights
 
 
-def mined_batches(neighbours: np.ndarray, batch_size: int, seed: int) -> list[list[int]]:
-    """Full batches of item indices grown over the neighbour graph; every item used at most once."""
+def mined_batches(neighbours: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, group_size: int | None = None) -> list[list[int]]:
+    """Full batches of item indices grown over the neighbour graph; every item used at most once.
+
+    Edge weights are shifted to be positive (1 + w) so that being listed by more members counts.
+    With ``group_size`` smaller than the batch, groups of that many mutual neighbours are grown
+    instead and packed, in random order, into batches.
+    """
+    if group_size and group_size < batch_size:
+        groups = mined_batches(neighbours, weights, group_size, seed)
+        random.Random(seed + 1).shuffle(groups)
+        flat = [i for g in groups for i in g]
+        return [flat[i : i + batch_size] for i in range(0, len(flat) - batch_size + 1, batch_size)]
     n = neighbours.shape[0]
     rng = random.Random(seed)
     order = list(range(n))
@@ -80,19 +95,25 @@ def mined_batches(neighbours: np.ndarray, batch_size: int, seed: int) -> list[li
             continue
         batch = [start]
         used[start] = True
-        frontier = deque(int(j) for j in neighbours[start] if j >= 0)
+        score: dict[int, float] = {}
+
+        def add_edges(x: int) -> None:
+            for j, w in zip(neighbours[x], weights[x]):
+                if j >= 0 and not used[j]:
+                    score[int(j)] = score.get(int(j), 0.0) + 1.0 + float(w)
+
+        add_edges(start)
         while len(batch) < batch_size:
-            if frontier:
-                j = frontier.popleft()
-                if used[j]:
-                    continue
-                batch.append(j)
-                used[j] = True
-                frontier.extend(int(x) for x in neighbours[j] if x >= 0 and not used[x])
-                continue
-            j = next(x for x in fill if not used[x])
+            while score:
+                j = max(score, key=score.__getitem__)
+                del score[j]
+                if not used[j]:
+                    break
+            else:
+                j = next(x for x in fill if not used[x])
             batch.append(j)
             used[j] = True
+            add_edges(j)
         remaining -= batch_size
         batches.append(batch)
     return batches

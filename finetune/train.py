@@ -300,7 +300,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
                     mined_cache["neighbours"] = neighbour_graph(media_emb, text_emb, groups, config.mine_neighbours)
                 mined_cache["emb"] = (media_emb, text_emb)
             with timed(cost, "batches_s"):
-                batches = mined_batches(mined_cache["neighbours"], config.batch_size, seed=config.seed * 1000 + epoch)
+                batches = mined_batches(*mined_cache["neighbours"], config.batch_size, seed=config.seed * 1000 + epoch)
             media_emb, text_emb = mined_cache["emb"]
             shuffled = list(range(len(groups)))
             random.Random(config.seed + epoch).shuffle(shuffled)

@@ -114,7 +114,8 @@ def test_siglip_matches_full_reference(b, tile, dtype):
 
 
 def _label_cases():
-    return [(b, t) for b, t in _tile_cases() if b in (1, 7, 257) or (b == 1000 and t in (64, 1000))]
+    # every tile shape on small batches; a few on larger ones (tile 1 at B=257 is 66k Python-level tiles)
+    return [(b, t) for b, t in _tile_cases() if b in (1, 2, 7) or (b == 257 and t in (3, 64, 257)) or (b == 1000 and t == 64)]
 
 
 def _labels(b: int, pattern: str) -> torch.Tensor:

@@ -230,14 +230,15 @@ def test_neighbour_graph_and_mined_batches():
     text /= np.linalg.norm(text, axis=1, keepdims=True)
     groups = np.arange(48)
     groups[1] = groups[0]  # a positive pair: never each other's neighbour
-    graph = neighbour_graph(media, text, groups, k=5, block=7)
+    graph, weights = neighbour_graph(media, text, groups, k=5, block=7)
     sims = (media @ text.T + text @ media.T) / 2
     for i in range(48):
         allowed = [j for j in range(48) if groups[j] != groups[i]]
         want = sorted(allowed, key=lambda j: -sims[i, j])[:5]
         assert list(graph[i]) == want
+        np.testing.assert_allclose(weights[i], [sims[i, j] for j in want])
     assert 1 not in graph[0] and 0 not in graph[1]
-    batches = mined_batches(graph, 8, seed=1)
+    batches = mined_batches(graph, weights, 8, seed=1)
     flat = [i for b in batches for i in b]
     assert len(batches) == 6 and all(len(b) == 8 for b in batches) and len(set(flat)) == 48
     shuffled = rng.permutation(48).tolist()
@@ -246,6 +247,8 @@ def test_neighbour_graph_and_mined_batches():
         return np.mean([np.bincount([i // 8 for i in b]).max() / len(b) for b in bs])
 
     assert purity(batches) >= 0.85 > purity(random_batches), (purity(batches), purity(random_batches))
+    packed = mined_batches(graph, weights, 8, seed=1, group_size=4)  # groups of 4 neighbours, packed
+    assert len(packed) == 6 and len({i for b in packed for i in b}) == 48
     assert batch_hardness(media, text, groups, batches) > batch_hardness(media, text, groups, random_batches)
 
 
