@@ -54,7 +54,9 @@ def open_store(settings: "Settings") -> IndexStore:
         return QdrantIndexStore.from_settings(index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s)
     from .edge import EdgeIndexStore
 
-    return EdgeIndexStore(settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads)
+    return EdgeIndexStore(
+        settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads, documents_dir=settings.data_dir
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,8 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..errors import ErrorCode, OmnivecError
+
 __all__ = [
     "CollectionInfo",
     "Point",
@@ -38,6 +40,11 @@ __all__ = [
     "InvalidRequest",
     "InvalidFilter",
     "DimensionMismatch",
+    "IndexUnavailable",
+    "IndexTimeout",
+    "IndexFailed",
+    "CollectionMeta",
+    "DocumentStore",
     "RESERVED_PREFIX",
     "ID_KEY",
     "ID_NAMESPACE",
@@ -61,10 +68,23 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CollectionMeta:
+    """What a collection was created with: `space_id`/`model` say which embedding space its vectors
+    live in, so clients cannot mix vectors from incompatible models by accident. Engines cache it:
+    reading it costs no engine call on the request path."""
+
+    name: str
+    dim: int
+    space_id: str
+    model: str
+    created_at: str
+    extra: dict = field(default_factory=dict)
+
+
 @dataclass
 class CollectionInfo:
-    """What the API reports about a collection; `space_id`/`model` say which embedding space the
-    vectors live in, so clients cannot mix vectors from incompatible models by accident."""
+    """What the API reports about a collection: its metadata and its exact point count."""
 
     name: str
     dim: int
@@ -73,6 +93,10 @@ class CollectionInfo:
     count: int
     created_at: str
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, meta: CollectionMeta, count: int) -> "CollectionInfo":
+        return cls(meta.name, meta.dim, meta.space_id, meta.model, count, meta.created_at, dict(meta.extra))
 
 
 @dataclass
@@ -99,37 +123,45 @@ class Hit:
 # ---------------------------------------------------------------------------------------------
 
 
-class IndexStoreError(Exception):
-    """Base class of every error the index layer raises on purpose."""
+class IndexStoreError(OmnivecError):
+    """Base class of every error the index layer raises; each carries its row of the error table."""
+
+    code = ErrorCode.INDEX_FAILED
+
+    def __init__(self, message: str, code: ErrorCode | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(code or type(self).code, message, headers=headers)
 
 
 class CollectionNotFound(IndexStoreError):
     """The named collection does not exist (HTTP 404)."""
 
+    code = ErrorCode.COLLECTION_NOT_FOUND
+
     def __init__(self, name: str):
         self.name = name
-        super().__init__(
-            f"collection {name!r} does not exist; list the existing collections or create it first"
-        )
+        super().__init__(f"collection {name!r} does not exist; GET /v1/collections lists them, POST /v1/collections creates one")
 
 
 class CollectionExists(IndexStoreError):
     """A collection with this name already exists (HTTP 409)."""
 
+    code = ErrorCode.COLLECTION_EXISTS
+
     def __init__(self, name: str):
         self.name = name
-        super().__init__(
-            f"collection {name!r} already exists; use it, pick another name, or delete it first"
-        )
+        super().__init__(f"collection {name!r} already exists; use it, pick another name, or delete it first")
 
 
 class InvalidRequest(IndexStoreError):
     """The request cannot be served as given (HTTP 422): bad collection name, vector, top_k, ..."""
 
+    code = ErrorCode.INVALID_REQUEST
+
 
 class InvalidFilter(InvalidRequest):
     """The filter dict is not a supported Qdrant-style filter (HTTP 422)."""
 
+    code = ErrorCode.INVALID_FILTER
     EXAMPLE = (
         '{"must": [{"key": "tags", "match": {"any": ["cat", "dog"]}}, '
         '{"key": "year", "range": {"gte": 2000, "lt": 2010}}, '
@@ -145,6 +177,8 @@ class InvalidFilter(InvalidRequest):
 class DimensionMismatch(InvalidRequest):
     """A vector's length differs from the collection's dimension (HTTP 422)."""
 
+    code = ErrorCode.DIMENSION_MISMATCH
+
     def __init__(self, expected: int, got: int):
         self.expected = expected
         self.got = got
@@ -152,6 +186,27 @@ class DimensionMismatch(InvalidRequest):
             f"vector has {got} dimensions but the collection expects {expected}; embed with the "
             f"collection's model, or create a collection with dim={got}"
         )
+
+
+class IndexUnavailable(IndexStoreError):
+    """The engine cannot be reached (HTTP 503): the same request may succeed in a moment."""
+
+    code = ErrorCode.INDEX_UNAVAILABLE
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class IndexTimeout(IndexStoreError):
+    """The engine did not answer in time (HTTP 504)."""
+
+    code = ErrorCode.INDEX_TIMEOUT
+
+
+class IndexFailed(IndexStoreError):
+    """The engine refused an operation the server had validated (HTTP 500); logged with the cause."""
+
+    code = ErrorCode.INDEX_FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +229,16 @@ class IndexStore(Protocol):
 
     def get_collection(self, name: str) -> CollectionInfo:
         """Describe one collection (count is exact); raises CollectionNotFound."""
+        ...
+
+    def describe(self, name: str) -> CollectionMeta:
+        """The collection's metadata without counting its points (cached; a collection deleted or
+        recreated behind the server's back is noticed); raises CollectionNotFound."""
+        ...
+
+    def documents(self, kind: str) -> "DocumentStore":
+        """Small named JSON documents (label sets) kept where this index lives, so every server
+        sharing the index sees the same ones."""
         ...
 
     def list_collections(self) -> list[CollectionInfo]:
@@ -240,6 +305,18 @@ class IndexStore(Protocol):
     def close(self) -> None:
         """Flush and release resources; the store must not be used afterwards."""
         ...
+
+
+class DocumentStore(Protocol):
+    """Named JSON objects of one kind, stored beside the index (create-or-replace, read, delete, list)."""
+
+    def put(self, name: str, document: dict) -> None: ...
+
+    def get(self, name: str) -> dict | None: ...
+
+    def delete(self, name: str) -> bool: ...
+
+    def list(self) -> list[dict]: ...
 
 
 # ---------------------------------------------------------------------------------------------
