@@ -173,7 +173,7 @@ def _run_client(name: str, args: argparse.Namespace, settings: "Settings", body:
     from omnivec_client import OmnivecError
 
     from omnivec.server.bundle import BundleError
-    from omnivec.server.index.store import IndexStoreError
+    from omnivec.server.index.errors import IndexStoreError
 
     try:
         with _api(args, settings) as client:

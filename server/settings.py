@@ -176,7 +176,3 @@ class Settings(BaseSettings):
         """Where TensorRT keeps built engines, so a restart does not rebuild them (minutes per tower)."""
         return Path(self.data_dir) / "tensorrt-cache"
 
-    @property
-    def labelsets_dir(self) -> Path:
-        """Where named label sets for zero-shot classification are persisted (one JSON file each)."""
-        return Path(self.data_dir) / "labelsets"

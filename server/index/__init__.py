@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .store import (
-    CollectionExists,
-    CollectionInfo,
-    CollectionNotFound,
-    DimensionMismatch,
-    Hit,
-    IndexStore,
-    IndexStoreError,
-    InvalidFilter,
-    InvalidRequest,
-    Point,
-)
+from .errors import CollectionExists, CollectionNotFound, DimensionMismatch, IndexStoreError, InvalidFilter, InvalidRequest
+from .store import CollectionInfo, Hit, IndexStore, Point
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings

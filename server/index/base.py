@@ -24,17 +24,14 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import OmnivecError
-from .filters import FilterBuilder, parse_filter, render_filter, restrict_to_ids
+from .filters import FilterBuilder, FilterNode, parse_filter, render_filter, restrict_to_ids
+from .errors import CollectionNotFound, IndexFailed, IndexStoreError, InvalidRequest
 from .store import (
     ID_KEY,
     CollectionInfo,
     CollectionMeta,
-    CollectionNotFound,
     DocumentStore,
     Hit,
-    IndexFailed,
-    IndexStoreError,
-    InvalidRequest,
     Point,
     finite_or_none,
     point_from_record,
@@ -153,7 +150,8 @@ class EngineStore(ABC):
         with self._metas_lock:
             self._metas[meta.name] = (meta, time.monotonic())
 
-    def _filter(self, flt: Mapping[str, Any] | None) -> Any:
+    def _filter(self, flt: Mapping[str, Any] | FilterNode | None) -> Any:
+        """The engine's filter for filter JSON, or for a filter the caller already parsed."""
         return render_filter(parse_filter(flt), self.filter_builder)
 
     # -- collections ----------------------------------------------------------------------------

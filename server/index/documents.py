@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ErrorCode
-from .store import IndexStoreError
+from .errors import IndexStoreError
 
 __all__ = ["FileDocuments"]
 

@@ -39,7 +39,8 @@ import qdrant_edge as qe
 from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
 from .documents import FileDocuments
 from .edge_optimizer import META_FILE, EdgeCollection, optimize_by_copy, write_meta
-from .store import CollectionExists, CollectionMeta, CollectionNotFound, DocumentStore, IndexFailed, IndexStoreError, IndexUnavailable
+from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexUnavailable
+from .store import CollectionMeta, DocumentStore
 
 __all__ = ["EdgeIndexStore"]
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import qdrant_edge as qe
 
 from .rwlock import RWLock
-from .store import CollectionNotFound, IndexFailed, IndexTimeout
+from .errors import CollectionNotFound, IndexFailed, IndexTimeout
 
 __all__ = ["EdgeCollection", "META_FILE", "optimize_by_copy", "write_meta"]
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, Union
 
-from .store import RESERVED_PREFIX, InvalidFilter, point_uuid
+from .errors import InvalidFilter
+from .store import RESERVED_PREFIX, point_uuid
 
 __all__ = [
     "FilterBuilder",
@@ -114,10 +115,11 @@ _RANGE_KEYS = ("gte", "gt", "lte", "lt")
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_filter(obj: Mapping[str, Any] | None) -> FilterNode | None:
-    """Validate a Qdrant-style filter dict; None or {} means "no filter"."""
-    if obj is None:
-        return None
+def parse_filter(obj: Mapping[str, Any] | FilterNode | None) -> FilterNode | None:
+    """Validate a Qdrant-style filter dict; None or {} means "no filter". A filter parsed already
+    (the services combine the user's with their own) is taken as is: each request parses once."""
+    if obj is None or isinstance(obj, FilterNode):
+        return obj
     if not isinstance(obj, Mapping):
         raise InvalidFilter(f"a filter must be a JSON object, got {type(obj).__name__}")
     if not obj:

@@ -28,17 +28,8 @@ from qdrant_client import models as m
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
-from .store import (
-    CollectionExists,
-    CollectionMeta,
-    CollectionNotFound,
-    IndexFailed,
-    IndexStoreError,
-    IndexTimeout,
-    IndexUnavailable,
-    InvalidRequest,
-    point_uuid,
-)
+from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexTimeout, IndexUnavailable, InvalidRequest
+from .store import CollectionMeta, point_uuid
 
 __all__ = ["QdrantIndexStore", "QdrantDocuments"]
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ErrorCode, OmnivecError
-from ..index.store import DocumentStore, InvalidRequest, utc_now_iso, validate_collection_name
+from ..index.errors import InvalidRequest
+from ..index.store import DocumentStore, utc_now_iso, validate_collection_name
 from .zero_shot import check_labels, check_templates
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from ..errors import ErrorCode, OmnivecError
-from ..index.filters import parse_filter
+from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
 from ..index.store import IndexStore
 from .collections import MODALITY_KEY, check_space, run_store, split_payload
 from .embedding import EmbeddingService
@@ -49,16 +49,15 @@ class SearchHit:
     payload: dict | None
 
 
-def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclude_id: str | None = None) -> dict | None:
-    """The user's Qdrant filter AND the `modality` shorthand AND NOT the query item."""
-    parse_filter(user)  # validate before any model work; errors name the user's own paths
-    must: list[dict] = [dict(user)] if user else []
-    if modality:
-        must.append({"key": MODALITY_KEY, "match": {"value": modality}})
-    must_not = [{"has_id": [exclude_id]}] if exclude_id else []
-    if not must and not must_not:
-        return None
-    return {"must": must, **({"must_not": must_not} if must_not else {})}
+def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclude_id: str | None = None) -> FilterNode | None:
+    """The user's Qdrant filter AND the `modality` shorthand AND NOT the query item, parsed once
+    (before any model work; errors name the user's own paths) and handed to the index as is."""
+    node = parse_filter(user)
+    must = ((node,) if node is not None else ()) + ((MatchValue(MODALITY_KEY, modality),) if modality else ())
+    must_not = (HasId((exclude_id,)),) if exclude_id else ()
+    if not must_not and len(must) == 1 and node is not None:
+        return node
+    return FilterNode(must=must, must_not=must_not) if must or must_not else None
 
 
 class SearchService:

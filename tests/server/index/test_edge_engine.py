@@ -179,7 +179,7 @@ def _catch(errors, fn, *args):
 
 def test_an_engine_failure_is_500_index_failed_and_logged(tmp_path, caplog):
     """qdrant_edge raises bare exceptions; one the base did not foresee becomes index_failed, with the cause logged."""
-    from omnivec.server.index.store import IndexFailed
+    from omnivec.server.index.errors import IndexFailed
 
     store = _edge(tmp_path / "idx")
     make(store)

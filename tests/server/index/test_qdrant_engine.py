@@ -106,7 +106,7 @@ def test_a_collection_deleted_or_recreated_behind_the_servers_back_is_noticed():
 
 
 def test_an_unreachable_qdrant_is_503_index_unavailable_with_retry_after():
-    from omnivec.server.index.store import IndexUnavailable
+    from omnivec.server.index.errors import IndexUnavailable
 
     store = QdrantIndexStore(QdrantClient(url="http://127.0.0.1:1", timeout=1, check_compatibility=False))
     with pytest.raises(IndexUnavailable) as info:
@@ -119,7 +119,7 @@ def test_a_qdrant_that_does_not_answer_is_504_index_timeout():
     """A TCP server that accepts and never answers: the client's timeout becomes index_timeout."""
     import socket
 
-    from omnivec.server.index.store import IndexTimeout
+    from omnivec.server.index.errors import IndexTimeout
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -3,6 +3,8 @@
 Engines: `EdgeIndexStore` on a tmp dir (embedded Qdrant Edge) and `QdrantIndexStore` on
 `QdrantClient(":memory:")` (qdrant-client local mode). Exactness is checked against numpy cosine.
 Filters: test_store_filters.py; engine-specific behaviour: test_edge_engine.py, test_qdrant_engine.py.
+Over 400 lines on purpose: it is the one suite both engines must pass, kept together so that a
+behaviour added to one engine is visibly owed by the other.
 """
 
 from __future__ import annotations
