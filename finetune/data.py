@@ -6,17 +6,15 @@ column next to `caption` (or `text`) and an optional `label`.
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-SUFFIXES = {
-    "image": {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"},
-    "audio": {".wav", ".flac", ".ogg", ".opus", ".mp3"},
-}
+from omnivec.server.media import SUFFIXES as MEDIA_SUFFIXES
+from omnivec.server.sources import manifest_rows
+
+SUFFIXES = {modality: set(suffixes) for modality, suffixes in MEDIA_SUFFIXES.items()}  # the server's own lists
 
 
 @dataclass(frozen=True)
@@ -48,11 +46,8 @@ def read_pairs(source: Path, templates: list[str], modality: str = "image") -> l
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The rows of a CSV or JSONL manifest, as dicts."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    """The rows of a CSV or JSONL manifest, as dicts (read by the same reader as `omnivec index`)."""
+    return [row for _, row in manifest_rows(Path(path))]
 
 
 def _class_folder(root: Path, templates: list[str], suffixes: set[str]) -> list[Pair]:

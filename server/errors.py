@@ -25,13 +25,16 @@ class ErrorCode(str, Enum):
     INVALID_IMAGE = "invalid_image"
     INVALID_BASE64 = "invalid_base64"
     IMAGE_TOO_LARGE = "image_too_large"
+    AUDIO_TOO_LARGE = "audio_too_large"
     INVALID_AUDIO = "invalid_audio"
     SILENT_AUDIO = "silent_audio"
     AUDIO_TOO_LONG = "audio_too_long"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     TOO_MANY_INPUTS = "too_many_inputs"
-    UNKNOWN_MODALITY = "unknown_modality"
+    UNKNOWN_FIELD = "unknown_field"
+    MALFORMED_BODY = "malformed_body"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     MODALITY_NOT_SERVED = "modality_not_served"
     TEXT_TOO_LONG = "text_too_long"
     OVERLOADED = "overloaded"
@@ -39,6 +42,7 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
     INFERENCE_FAILED = "inference_failed"
+    INTERNAL = "internal"
     # index, search, classification
     COLLECTION_NOT_FOUND = "collection_not_found"
     COLLECTION_EXISTS = "collection_exists"
@@ -47,6 +51,9 @@ class ErrorCode(str, Enum):
     DIMENSION_MISMATCH = "dimension_mismatch"
     ITEM_NOT_FOUND = "item_not_found"
     INDEX_UNAVAILABLE = "index_unavailable"
+    INDEX_TIMEOUT = "index_timeout"
+    INDEX_FAILED = "index_failed"
+    STORAGE_FAILED = "storage_failed"
     LABELS_EMPTY = "labels_empty"
     LABELSET_NOT_FOUND = "labelset_not_found"
     # URL inputs fetched by the server
@@ -62,13 +69,18 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_IMAGE: ErrorSpec(422, "Invalid image"),
     ErrorCode.INVALID_BASE64: ErrorSpec(422, "Invalid base64"),
     ErrorCode.IMAGE_TOO_LARGE: ErrorSpec(413, "Image too large"),
+    ErrorCode.AUDIO_TOO_LARGE: ErrorSpec(413, "Audio too large"),
     ErrorCode.INVALID_AUDIO: ErrorSpec(422, "Invalid audio"),
     ErrorCode.SILENT_AUDIO: ErrorSpec(422, "Silent audio"),
     ErrorCode.AUDIO_TOO_LONG: ErrorSpec(413, "Audio too long"),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(415, "Unsupported media type"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "Payload too large"),
     ErrorCode.TOO_MANY_INPUTS: ErrorSpec(413, "Too many inputs"),
-    ErrorCode.UNKNOWN_MODALITY: ErrorSpec(422, "Unknown modality"),
+    # Any key a body, form, item or input object does not have (was unknown_modality on /v1/embed).
+    ErrorCode.UNKNOWN_FIELD: ErrorSpec(422, "Unknown field"),
+    # 400: the body could not be read as its content type at all (broken multipart, too many parts).
+    ErrorCode.MALFORMED_BODY: ErrorSpec(400, "Malformed body"),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, "Method not allowed"),
     ErrorCode.MODALITY_NOT_SERVED: ErrorSpec(400, "Modality not served"),
     ErrorCode.TEXT_TOO_LONG: ErrorSpec(422, "Text too long"),
     ErrorCode.OVERLOADED: ErrorSpec(429, "Overloaded"),
@@ -76,6 +88,8 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found"),
     ErrorCode.UNAUTHORIZED: ErrorSpec(401, "Unauthorized"),
     ErrorCode.INFERENCE_FAILED: ErrorSpec(500, "Inference failed"),
+    # A bug: the response carries the request id under which the server logged the traceback.
+    ErrorCode.INTERNAL: ErrorSpec(500, "Internal error"),
     ErrorCode.COLLECTION_NOT_FOUND: ErrorSpec(404, "Collection not found"),
     ErrorCode.COLLECTION_EXISTS: ErrorSpec(409, "Collection exists"),
     # 409: the request is fine, the collection's state (its embedding space) conflicts with the loaded model.
@@ -83,7 +97,12 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_FILTER: ErrorSpec(422, "Invalid filter"),
     ErrorCode.DIMENSION_MISMATCH: ErrorSpec(422, "Vector dimension mismatch"),
     ErrorCode.ITEM_NOT_FOUND: ErrorSpec(404, "Item not found"),
+    # Engine failures: unreachable (retry later), too slow (retry, maybe smaller), or refused an
+    # operation the server had already validated (a bug or a damaged collection: not worth retrying).
     ErrorCode.INDEX_UNAVAILABLE: ErrorSpec(503, "Index unavailable"),
+    ErrorCode.INDEX_TIMEOUT: ErrorSpec(504, "Index timed out"),
+    ErrorCode.INDEX_FAILED: ErrorSpec(500, "Index operation failed"),
+    ErrorCode.STORAGE_FAILED: ErrorSpec(500, "Storage failed"),
     ErrorCode.LABELS_EMPTY: ErrorSpec(422, "No labels"),
     ErrorCode.LABELSET_NOT_FOUND: ErrorSpec(404, "Label set not found"),
     # URL inputs: all 4xx, because the URL is part of the client's input. 422 rather than 403 for a
@@ -110,43 +129,16 @@ class OmnivecError(Exception):
     def status(self) -> int:
         return ERROR_TABLE[self.code].status
 
-    def to_body(self) -> dict:
-        return {"error": {"code": self.code.value, "status": self.status, "message": self.message}}
+    def to_body(self, request_id: str | None = None) -> dict:
+        """The response body; `request_id` names the log lines of this request (internal errors)."""
+        error: dict = {"code": self.code.value, "status": self.status, "message": self.message}
+        if request_id is not None:
+            error["request_id"] = request_id
+        return {"error": error}
 
 
-def from_index_error(exc: BaseException, *, collection: str | None = None) -> OmnivecError:
-    """The one mapping from index-layer exceptions (server/index) to client-visible errors.
-
-    Anything the index layer did not raise on purpose (a Qdrant server that is down, a network
-    error) becomes 503 index_unavailable: the request may succeed later, the client did nothing wrong.
-    """
-    from .index.store import (  # local: keeps this module import-light
-        CollectionExists,
-        CollectionNotFound,
-        DimensionMismatch,
-        IndexStoreError,
-        InvalidFilter,
-        InvalidRequest,
-    )
-
-    if isinstance(exc, OmnivecError):
-        return exc
-    if isinstance(exc, CollectionNotFound):
-        return OmnivecError(
-            ErrorCode.COLLECTION_NOT_FOUND, f"collection {exc.name!r} does not exist; GET /v1/collections lists them, POST /v1/collections creates one"
-        )
-    if isinstance(exc, CollectionExists):
-        return OmnivecError(ErrorCode.COLLECTION_EXISTS, str(exc))
-    if isinstance(exc, InvalidFilter):
-        return OmnivecError(ErrorCode.INVALID_FILTER, str(exc))
-    if isinstance(exc, DimensionMismatch):
-        return OmnivecError(ErrorCode.DIMENSION_MISMATCH, str(exc))
-    if isinstance(exc, InvalidRequest):
-        return OmnivecError(ErrorCode.INVALID_REQUEST, str(exc))
-    where = f" (collection {collection!r})" if collection else ""
-    if isinstance(exc, IndexStoreError):
-        return OmnivecError(ErrorCode.INDEX_UNAVAILABLE, f"the index cannot serve this request{where}: {exc}")
-    return OmnivecError(
-        ErrorCode.INDEX_UNAVAILABLE,
-        f"the index engine failed{where} ({exc.__class__.__name__}: {str(exc)[:300]}); check that Qdrant is reachable and retry",
+def status_code(status: int) -> ErrorCode:
+    """The table's code for an HTTP status raised by the framework itself (no route, wrong method, broken body)."""
+    return {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}.get(
+        status, ErrorCode.MALFORMED_BODY if 400 <= status < 500 else ErrorCode.INTERNAL
     )

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from .errors import ErrorCode, OmnivecError
-from .mediatype import BINARY_TYPES, declared_modality, mime_of, sniff_modality, suffix_modality
+from .media import BINARY_TYPES, declared_modality, mime_of, sniff_modality, suffix_modality
 from .settings import FetchSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -73,6 +73,9 @@ class LimitsSettings(BaseModel):
     max_audio_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded audio file (413 above); its duration limit comes from the bundle.")
     max_inputs_per_request: int = Field(1024, ge=1, description="Most inputs one /v1/embed call may carry.")
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted before tokenisation.")
+    max_concurrent_requests: int = Field(
+        256, ge=1, description="Model requests (embed, search, add items, classify) in progress at once; beyond it 429 + Retry-After before the body is read."
+    )
 
     def max_bytes(self, modality: str) -> int:
         """The per-item size limit of an encoded media file of this modality."""
@@ -173,7 +176,3 @@ class Settings(BaseSettings):
         """Where TensorRT keeps built engines, so a restart does not rebuild them (minutes per tower)."""
         return Path(self.data_dir) / "tensorrt-cache"
 
-    @property
-    def labelsets_dir(self) -> Path:
-        """Where named label sets for zero-shot classification are persisted (one JSON file each)."""
-        return Path(self.data_dir) / "labelsets"

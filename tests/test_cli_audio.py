@@ -46,7 +46,7 @@ def test_index_search_and_classify_audio_files(audio_server, tmp_path):
 
 
 def test_sources_pick_up_audio_from_globs_and_manifests(tmp_path):
-    from omnivec.sources import read_source
+    from omnivec.server.sources import read_source
 
     for name in ("a.wav", "b.FLAC", "c.ogg", "d.opus", "e.mp3", "f.png", "g.txt"):
         (tmp_path / name).write_bytes(b"x")

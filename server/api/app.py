@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import omnivec
 
 from ..bundle import BundleError, ModelBundle
-from ..errors import ErrorCode, OmnivecError
+from ..errors import ErrorCode, OmnivecError, status_code
 from ..fetch import UrlFetcher
 from ..index import IndexStore, open_store
 from ..metrics import Metrics
@@ -27,11 +28,12 @@ from ..services.collections import CollectionService
 from ..services.demo import index_demo
 from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
-from ..services.labelsets import FileLabelSetStore, LabelSetStore, QdrantLabelSetStore
+from ..services.labelsets import LabelSetStore
 from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_search, routes_system
+from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
 from .schemas import AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
 
@@ -112,6 +114,12 @@ async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never rea
     return {"type": "http.disconnect"}
 
 
+def request_id(request: Request) -> str:
+    """The caller's X-Request-ID if it sent one, else a fresh id: the key to this request's log lines."""
+    given = request.headers.get("x-request-id", "")
+    return given[:64] if given.isprintable() and given.strip() else uuid.uuid4().hex
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OmnivecError)
     async def omnivec_error(_: Request, exc: OmnivecError) -> JSONResponse:
@@ -119,22 +127,24 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
-        err = OmnivecError(ErrorCode.INVALID_REQUEST, details or "invalid request")
+        errors = exc.errors()
+        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors[:5])
+        code = ErrorCode.UNKNOWN_FIELD if errors and all(e.get("type") == "extra_forbidden" for e in errors) else ErrorCode.INVALID_REQUEST
+        err = OmnivecError(code, details or "invalid request")
         return JSONResponse(err.to_body(), status_code=err.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_REQUEST
         message = f"no route {request.method} {request.url.path}; see /docs" if exc.status_code in (404, 405) else str(exc.detail)
-        body = {"error": {"code": code.value, "status": exc.status_code, "message": message}}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        err = OmnivecError(status_code(exc.status_code), message, headers=getattr(exc, "headers", None))
+        return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        err = OmnivecError(ErrorCode.INFERENCE_FAILED, f"internal error ({exc.__class__.__name__}); the server logged the details")
-        return JSONResponse(err.to_body(), status_code=err.status)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request)
+        log.error("unhandled error in %s %s [request %s]", request.method, request.url.path, rid, exc_info=exc)
+        err = OmnivecError(ErrorCode.INTERNAL, f"internal error ({exc.__class__.__name__}); the server logged the details under request id {rid}")
+        return JSONResponse(err.to_body(request_id=rid), status_code=err.status, headers={"X-Request-ID": rid})
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -160,15 +170,6 @@ def _openapi(app: FastAPI) -> dict:
 _INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
 
 
-def labelset_store(settings: Settings, store: IndexStore) -> LabelSetStore:
-    """Label sets live where the index does: in the Qdrant server every replica shares, or in the data dir."""
-    from ..index.qdrant import QdrantIndexStore
-
-    if isinstance(store, QdrantIndexStore):
-        return QdrantLabelSetStore(store)
-    return FileLabelSetStore(settings.labelsets_dir)
-
-
 def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
     """Wire the index, URL fetching and classification services onto app.state."""
     limits = settings.limits
@@ -178,9 +179,9 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points))
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections
-    app.state.search = SearchService(collections)
+    app.state.search = SearchService(store, service, resolver)
     app.state.classifier = ZeroShotClassifier(service)
-    app.state.labelsets = labelset_store(settings, store)
+    app.state.labelsets = LabelSetStore(store.documents("labelsets"))  # where the index lives: shared by every replica of it
 
 
 def _log_demo_failure(task: asyncio.Task) -> None:
@@ -242,6 +243,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.admission = Admission(settings.limits.max_concurrent_requests)
     app.state.service = None
     app.state.demo_task = None
     for name in _INDEX_STATE:

@@ -12,12 +12,12 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from ..errors import ErrorCode, OmnivecError
 from ..settings import LimitsSettings
-from ..mediatype import MEDIA_MODALITIES
-from .media import check_content_type, check_size, detect_modality
+from ..media import FORM_CONTROL_FIELDS, MEDIA_MODALITIES, check_content_type, check_size, detect_modality
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +34,18 @@ def body_kind(request: Request) -> Literal["json", "multipart"]:
     )
 
 
+async def read_form(request: Request, max_files: int) -> FormData:
+    """The multipart form: up to `max_files` file parts plus the media module's allowance of control
+    fields; a broken or over-long form is a 400 / 413 from the error table."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_files + FORM_CONTROL_FIELDS)
+    except HTTPException as exc:
+        detail = str(exc.detail)
+        if detail.startswith(("Too many files", "Too many fields")):
+            raise OmnivecError(ErrorCode.TOO_MANY_INPUTS, f"{detail}; split the request") from exc
+        raise OmnivecError(ErrorCode.MALFORMED_BODY, f"the multipart body cannot be parsed ({detail}); send a well-formed multipart/form-data body") from exc
+
+
 def validation_message(exc: ValidationError, where: str = "") -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -42,11 +54,18 @@ def validation_message(exc: ValidationError, where: str = "") -> str:
     return "; ".join(parts)
 
 
+def validation_error(exc: ValidationError, where: str = "") -> OmnivecError:
+    """422 unknown_field when the only problem is fields the model does not have, else invalid_request."""
+    errors = exc.errors()
+    code = ErrorCode.UNKNOWN_FIELD if errors and all(e.get("type") == "extra_forbidden" for e in errors) else ErrorCode.INVALID_REQUEST
+    return OmnivecError(code, validation_message(exc, where))
+
+
 def validated(model: type[M], raw: Any, where: str = "") -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise OmnivecError(ErrorCode.INVALID_REQUEST, validation_message(exc, where)) from exc
+        raise validation_error(exc, where) from exc
 
 
 def parse_json(text: str | bytes, what: str) -> Any:

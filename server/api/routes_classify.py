@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from ..errors import ErrorCode, OmnivecError
 from ..services.collections import run_store
 from ..services.inputs import InputResolver, RawInput, embed_all
 from ..services.labelsets import LabelSet, LabelSetStore
 from ..services.zero_shot import ZeroShotClassifier
-from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validated
+from .admission import admitted
+from .disconnect import cancel_on_disconnect
+from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validated
 from .schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -55,7 +57,7 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
         raws = [RawInput(i.kind, i.value, f"inputs[{n}].{i.kind}") for n, i in enumerate(body.inputs)]  # type: ignore[arg-type]
         check_count(len(raws), limits, "inputs")
         return body, raws
-    form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 4)
+    form = await read_form(request, limits.max_inputs_per_request)
     params: dict = {}
     uploads = []
     for key, value in form.multi_items():
@@ -65,7 +67,7 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
             params = form_json(value, "params", dict)
         else:
             raise OmnivecError(
-                ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send `images` / `audios` file parts and optionally `params` (JSON)"
+                ErrorCode.UNKNOWN_FIELD, f"unknown form field {key!r}; send `images` / `audios` file parts and optionally `params` (JSON)"
             )
     body = validated(ClassifyRequest, params, "params")
     raws = [RawInput(i.kind, i.value, f"inputs[{n}].{i.kind}") for n, i in enumerate(body.inputs)]  # type: ignore[arg-type]
@@ -88,7 +90,7 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
     "'a recording of {}.', '{}'; texts: the label itself).",
     openapi_extra=CLASSIFY_BODY,
 )
-async def classify(request: Request) -> ClassifyResponse:
+async def classify(request: Request, _permit: None = Depends(admitted)) -> ClassifyResponse:
     classifier: ZeroShotClassifier = app_state(request, "classifier")
     resolver: InputResolver = app_state(request, "resolver")
     body, raws = await _parse(request)
@@ -100,9 +102,13 @@ async def classify(request: Request) -> ClassifyResponse:
         labels, templates = stored.labels, templates or stored.templates
     if not labels:  # fail before any download or model call
         raise OmnivecError(ErrorCode.LABELS_EMPTY, 'no labels to classify against: give "labels": ["cat", "dog", ...] or "labelset": "name"')
-    resolved = await resolver.resolve_all(raws)
-    vectors = await embed_all(classifier.embedding, resolved)
-    ranked, rule = await classifier.classify(vectors, [r.modality for r in resolved], labels, templates, body.top_k, body.multi_label)
+
+    async def work() -> tuple:
+        resolved = await resolver.resolve_all(raws)
+        vectors = await embed_all(classifier.embedding, resolved)
+        return await classifier.classify(vectors, [r.modality for r in resolved], labels, templates, body.top_k, body.multi_label)
+
+    ranked, rule = await cancel_on_disconnect(request, work())
     manifest = classifier.embedding.manifest
     return ClassifyResponse(
         model=manifest.model_name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -12,7 +12,9 @@ from ..services.collections import CollectionService, ItemError, ItemSpec, split
 from ..services.inputs import RawInput
 from ..services.search import combined_filter
 from ..settings import LimitsSettings
-from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validation_message
+from .admission import admitted
+from .disconnect import cancel_on_disconnect
+from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validation_error, validation_message
 from .schemas import (
     IndexingOut,
     OptimizeResponse,
@@ -124,7 +126,7 @@ def _entries_from_json(raw_items: list) -> list[ItemSpec | ItemError]:
             item = ItemIn.model_validate(raw)
             entries.append(ItemSpec(i, RawInput(item.kind, item.value, f"{label}.{item.kind}"), item.id, user_payload(item.payload, label)))  # type: ignore[arg-type]
         except ValidationError as exc:
-            entries.append(ItemError(i, "invalid_request", validation_message(exc, label)))
+            entries.append(ItemError.of(i, validation_error(exc, label)))
         except OmnivecError as exc:
             entries.append(ItemError.of(i, exc))
     return entries
@@ -135,7 +137,7 @@ async def _parse_json_items(request: Request, limits: LimitsSettings) -> list[It
     unknown = set(raw) - {"items"}
     if unknown:
         raise OmnivecError(
-            ErrorCode.INVALID_REQUEST,
+            ErrorCode.UNKNOWN_FIELD,
             f"unknown field(s) {sorted(unknown)}; the body is {{\"items\": [{{\"text\"|\"image\"|\"audio\"|\"url\": ..., \"id\"?: ..., \"payload\"?: {{...}}}}]}}",
         )
     items = raw.get("items")
@@ -146,7 +148,7 @@ async def _parse_json_items(request: Request, limits: LimitsSettings) -> list[It
 
 
 async def _parse_multipart_items(request: Request, limits: LimitsSettings) -> list[ItemSpec | ItemError]:
-    form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
+    form = await read_form(request, limits.max_inputs_per_request)
     files: list[tuple[str, UploadFile | str]] = []
     metas: list | None = None
     shared: dict = {}
@@ -159,7 +161,7 @@ async def _parse_multipart_items(request: Request, limits: LimitsSettings) -> li
             shared = user_payload(form_json(value, "payload", dict), "payload")
         else:
             raise OmnivecError(
-                ErrorCode.INVALID_REQUEST,
+                ErrorCode.UNKNOWN_FIELD,
                 f"unknown form field {key!r}; send `files` (image or audio) file parts, optionally `items` (JSON array) and `payload` (JSON object)",
             )
     check_count(len(files), limits, "files")
@@ -178,7 +180,7 @@ async def _parse_multipart_items(request: Request, limits: LimitsSettings) -> li
                 raw = RawInput("audio" if key == "audios" else "image", value, label)
             entries.append(ItemSpec(i, raw, meta.id, payload))
         except ValidationError as exc:
-            entries.append(ItemError(i, "invalid_request", validation_message(exc, label)))
+            entries.append(ItemError.of(i, validation_error(exc, label)))
         except OmnivecError as exc:
             entries.append(ItemError.of(i, exc))
     return entries
@@ -220,11 +222,11 @@ ITEMS_BODY = {
     "(unknown collection 404, space mismatch 409, empty or oversized request) are request errors.",
     openapi_extra=ITEMS_BODY,
 )
-async def add_items(request: Request, name: str) -> AddItemsResponse:
+async def add_items(request: Request, name: str, _permit: None = Depends(admitted)) -> AddItemsResponse:
     service = _service(request)
     limits = request.app.state.settings.limits
     entries = await (_parse_json_items(request, limits) if body_kind(request) == "json" else _parse_multipart_items(request, limits))
-    result = await service.add_items(name, entries)
+    result = await cancel_on_disconnect(request, service.add_items(name, entries))
     return AddItemsResponse(
         collection=name,
         ids=result.ids,

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
+from ..media import decode_media_string
 from ..services.embedding import EmbeddingService
 from ..settings import LimitsSettings
-from .bodies import read_upload, upload_label
+from .admission import admitted
+from .bodies import read_form, read_upload, upload_label, validated
 from .disconnect import cancel_on_disconnect
-from .media import decode_media_string
 from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 
 router = APIRouter()
@@ -50,18 +50,10 @@ class ParsedEmbed:
 def _unknown_field_error(name: str) -> OmnivecError:
     hint = f"did you mean {name + 's'!r} (a list)? " if name in INPUT_MODALITIES else ""
     return OmnivecError(
-        ErrorCode.UNKNOWN_MODALITY,
+        ErrorCode.UNKNOWN_FIELD,
         f"unknown field {name!r}: {hint}/v1/embed takes texts (strings), images and audios (base64 or data: URIs), "
         "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate and audio_windows",
     )
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
-    return "; ".join(parts)
 
 
 async def _parse_json(request: Request, limits: LimitsSettings, require: Require) -> ParsedEmbed:
@@ -84,10 +76,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
                     err = _unknown_field_error(name)
                     err.message = f"inputs[{i}]: {err.message}"
                     raise err
-    try:
-        req = EmbedRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise OmnivecError(ErrorCode.INVALID_REQUEST, _validation_message(exc)) from exc
+    req = validated(EmbedRequest, raw)
     parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows)
     if req.inputs:
         if any(getattr(req, name) for name in LIST_FIELDS):
@@ -106,7 +95,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
 
 
 async def _parse_multipart(request: Request, limits: LimitsSettings, require: Require) -> ParsedEmbed:
-    form = await request.form(max_files=limits.max_inputs_per_request, max_fields=limits.max_inputs_per_request + 8)
+    form = await read_form(request, limits.max_inputs_per_request)
     parsed = ParsedEmbed()
     groups: dict[str, list[ParsedInput]] = {modality: [] for modality in LIST_FIELDS.values()}
     for name, value in form.multi_items():
@@ -205,7 +194,7 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
         }
     },
 )
-async def embed(request: Request) -> EmbedResponse:
+async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service
     parsed = await parse_embed_request(request, request.app.state.settings.limits, service.require)
     groups = {m: [item for item in parsed.items if item.modality == m] for m in LIST_FIELDS.values()}

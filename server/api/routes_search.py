@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from ..errors import ErrorCode, OmnivecError
 from ..services.search import SearchOptions, SearchQuery, SearchService
-from .bodies import app_state, body_kind, form_json, json_object, read_upload, upload_label, validated
+from .admission import admitted
+from .disconnect import cancel_on_disconnect
+from .bodies import app_state, body_kind, form_json, json_object, read_form, read_upload, upload_label, validated
 from .schemas import SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"])
@@ -55,7 +57,7 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
         body = validated(SearchRequest, raw)
         return SearchQuery(body.query.kind, getattr(body.query, body.query.kind)), _options(body)  # type: ignore[arg-type]
     limits = request.app.state.settings.limits
-    form = await request.form(max_files=2, max_fields=4)
+    form = await read_form(request, 2)
     query: SearchQuery | None = None
     params: dict = {}
     for key, value in form.multi_items():
@@ -67,7 +69,7 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
             params = form_json(value, "params", dict)
         else:
             raise OmnivecError(
-                ErrorCode.INVALID_REQUEST, f"unexpected form field {key!r}; send one `image` or `audio` file part and optionally `params` (JSON)"
+                ErrorCode.UNKNOWN_FIELD, f"unknown form field {key!r}; send one `image` or `audio` file part and optionally `params` (JSON)"
             )
     if query is None:
         raise OmnivecError(ErrorCode.EMPTY_REQUEST, "no file part: a multipart search uploads the query as an `image` or `audio` part")
@@ -84,8 +86,8 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
     "Text/image/audio/URL queries need the collection to be in the loaded model's space (409 otherwise).",
     openapi_extra=SEARCH_BODY,
 )
-async def search(request: Request, name: str) -> SearchResponse:
+async def search(request: Request, name: str, _permit: None = Depends(admitted)) -> SearchResponse:
     service: SearchService = app_state(request, "search")
     query, options = await _parse(request)
-    hits = await service.search(name, query, options)
+    hits = await cancel_on_disconnect(request, service.search(name, query, options))
     return SearchResponse(collection=name, results=[SearchHitOut(id=h.id, score=h.score, modality=h.modality, payload=h.payload) for h in hits])

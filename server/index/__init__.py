@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .store import (
-    CollectionExists,
-    CollectionInfo,
-    CollectionNotFound,
-    DimensionMismatch,
-    Hit,
-    IndexStore,
-    IndexStoreError,
-    InvalidFilter,
-    InvalidRequest,
-    Point,
-)
+from .errors import CollectionExists, CollectionNotFound, DimensionMismatch, IndexStoreError, InvalidFilter, InvalidRequest
+from .store import CollectionInfo, Hit, IndexStore, Point
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
@@ -54,7 +44,9 @@ def open_store(settings: "Settings") -> IndexStore:
         return QdrantIndexStore.from_settings(index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s)
     from .edge import EdgeIndexStore
 
-    return EdgeIndexStore(settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads)
+    return EdgeIndexStore(
+        settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads, documents_dir=settings.data_dir
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """Qdrant-style JSON filters: one validator, two translators (qdrant-client models and Qdrant Edge).
 
 Users of Qdrant already know its filter JSON, so the API accepts exactly that shape. Parsing it once
-into a small tree and rendering that tree per engine keeps both engines' semantics identical and
+into a small tree and rendering that tree per engine (`render_filter` with the engine's `FilterBuilder`) keeps both engines' semantics identical and
 lets every malformed filter fail the same way, with `InvalidFilter` (HTTP 422) and an example.
 
 Supported (a subset of Qdrant's filter language that both engines evaluate the same way)::
@@ -25,16 +25,17 @@ reserved for the store's bookkeeping; filter by id with `has_id` instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Protocol, Sequence, Union
 
-from .store import RESERVED_PREFIX, InvalidFilter, point_uuid
+from .errors import InvalidFilter
+from .store import RESERVED_PREFIX, point_uuid
 
 __all__ = [
+    "FilterBuilder",
     "FilterNode",
     "parse_filter",
+    "render_filter",
     "restrict_to_ids",
-    "to_qdrant_filter",
-    "to_edge_filter",
 ]
 
 MAX_DEPTH = 16
@@ -114,10 +115,11 @@ _RANGE_KEYS = ("gte", "gt", "lte", "lt")
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_filter(obj: Mapping[str, Any] | None) -> FilterNode | None:
-    """Validate a Qdrant-style filter dict; None or {} means "no filter"."""
-    if obj is None:
-        return None
+def parse_filter(obj: Mapping[str, Any] | FilterNode | None) -> FilterNode | None:
+    """Validate a Qdrant-style filter dict; None or {} means "no filter". A filter parsed already
+    (the services combine the user's with their own) is taken as is: each request parses once."""
+    if obj is None or isinstance(obj, FilterNode):
+        return obj
     if not isinstance(obj, Mapping):
         raise InvalidFilter(f"a filter must be a JSON object, got {type(obj).__name__}")
     if not obj:
@@ -274,137 +276,58 @@ def restrict_to_ids(node: FilterNode | None, ids: Sequence[str]) -> FilterNode:
 
 
 # ---------------------------------------------------------------------------------------------
-# Translators
+# Rendering: one tree walk; each engine supplies the constructors of its own filter objects
 # ---------------------------------------------------------------------------------------------
 
 
-def to_qdrant_filter(node: FilterNode | None):
-    """Render to `qdrant_client.models.Filter` (ids in has_id become the stored UUIDs)."""
+class FilterBuilder(Protocol):
+    """How one engine spells each filter part (ids are already the stored UUIDs)."""
+
+    def match_value(self, key: str, value: str | int | bool) -> Any: ...
+    def match_any(self, key: str, values: list) -> Any: ...
+    def match_except(self, key: str, values: list) -> Any: ...
+    def range(self, key: str, gte: float | None, gt: float | None, lte: float | None, lt: float | None) -> Any: ...
+    def is_empty(self, key: str) -> Any: ...
+    def is_null(self, key: str) -> Any: ...
+    def has_id(self, uuids: list[str]) -> Any: ...
+    def nested(self, key: str, filter: Any) -> Any: ...
+    def min_should(self, conditions: list, min_count: int) -> Any: ...
+    def filter(self, must: list | None, should: list | None, must_not: list | None, min_should: Any) -> Any: ...
+
+
+def render_filter(node: FilterNode | None, builder: FilterBuilder) -> Any:
+    """The engine's filter object for a parsed filter (None for no filter)."""
     if node is None:
         return None
-    from qdrant_client import models as m
 
-    def cond(c: Condition):
+    def cond(c: Condition) -> Any:
         if isinstance(c, FilterNode):
             return filt(c)
         if isinstance(c, MatchValue):
-            return m.FieldCondition(key=c.key, match=m.MatchValue(value=c.value))
+            return builder.match_value(c.key, c.value)
         if isinstance(c, MatchAny):
-            return m.FieldCondition(key=c.key, match=m.MatchAny(any=list(c.values)))
+            return builder.match_any(c.key, list(c.values))
         if isinstance(c, MatchExcept):
-            return m.FieldCondition(key=c.key, match=m.MatchExcept(**{"except": list(c.values)}))
+            return builder.match_except(c.key, list(c.values))
         if isinstance(c, Range):
-            return m.FieldCondition(key=c.key, range=m.Range(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
+            return builder.range(c.key, c.gte, c.gt, c.lte, c.lt)
         if isinstance(c, IsEmpty):
-            return m.IsEmptyCondition(is_empty=m.PayloadField(key=c.key))
+            return builder.is_empty(c.key)
         if isinstance(c, IsNull):
-            return m.IsNullCondition(is_null=m.PayloadField(key=c.key))
+            return builder.is_null(c.key)
         if isinstance(c, HasId):
-            return m.HasIdCondition(has_id=[point_uuid(i) for i in c.ids])
+            return builder.has_id(list(dict.fromkeys(point_uuid(i) for i in c.ids)))
         if isinstance(c, Nested):
-            return m.NestedCondition(nested=m.Nested(key=c.key, filter=filt(c.filter)))
+            return builder.nested(c.key, filt(c.filter))
         raise TypeError(c)  # pragma: no cover - parse_filter only builds the types above
 
-    def filt(n: FilterNode):
-        return m.Filter(
-            must=[cond(c) for c in n.must] or None,
-            should=[cond(c) for c in n.should] or None,
-            must_not=[cond(c) for c in n.must_not] or None,
-            min_should=(
-                m.MinShould(conditions=[cond(c) for c in n.min_should.conditions], min_count=n.min_should.min_count)
-                if n.min_should is not None
-                else None
-            ),
-        )
-
-    return filt(node)
-
-
-class _NumpyBoolLike:
-    """Stands in for a boolean when building `qdrant_edge.MatchValue` (see `_edge_match_value`)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: bool) -> None:
-        self.value = value
-
-    def __bool__(self) -> bool:
-        return self.value
-
-
-# pyo3 accepts numpy's bool scalar type by *name* when it extracts a Rust bool; a look-alike without
-# __index__ therefore fails the integer extraction that wrongly wins for Python's True/False.
-_NumpyBoolLike.__name__ = _NumpyBoolLike.__qualname__ = "bool_"
-_NumpyBoolLike.__module__ = "numpy"
-
-_edge_bool_mode: str | None = None
-
-
-def _edge_match_value(qe: Any, value: str | int | bool):
-    """`qe.MatchValue(value)`, working around qdrant_edge 0.9 turning True/False into 1/0.
-
-    Its binding tries integer before bool, so `MatchValue(True)` becomes `MatchValue(1)` and never
-    matches a JSON `true` payload. The first call probes which spelling yields a real bool.
-    """
-    global _edge_bool_mode
-    if not isinstance(value, bool):
-        return qe.MatchValue(value)
-    if _edge_bool_mode is None:
-        if qe.MatchValue(True).value is True:
-            _edge_bool_mode = "plain"
-        else:
-            try:
-                ok = qe.MatchValue(_NumpyBoolLike(True)).value is True
-            except Exception:
-                ok = False
-            _edge_bool_mode = "numpy-like" if ok else "unsupported"
-    if _edge_bool_mode == "plain":
-        return qe.MatchValue(value)
-    if _edge_bool_mode == "numpy-like":
-        return qe.MatchValue(_NumpyBoolLike(value))
-    raise InvalidFilter(  # pragma: no cover - only with a future, different qdrant_edge binding
-        "matching booleans is not supported by the installed qdrant_edge; store the flag as 0/1 "
-        "and match the integer"
-    )
-
-
-def to_edge_filter(node: FilterNode | None):
-    """Render to `qdrant_edge.Filter` (ids in has_id become the stored UUIDs)."""
-    if node is None:
-        return None
-    import qdrant_edge as qe
-
-    def cond(c: Condition):
-        if isinstance(c, FilterNode):
-            return filt(c)
-        if isinstance(c, MatchValue):
-            return qe.FieldCondition(key=c.key, match=_edge_match_value(qe, c.value))
-        if isinstance(c, MatchAny):
-            return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.values)))
-        if isinstance(c, MatchExcept):
-            return qe.FieldCondition(key=c.key, match=qe.MatchExcept(list(c.values)))
-        if isinstance(c, Range):
-            return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
-        if isinstance(c, IsEmpty):
-            return qe.IsEmptyCondition(c.key)
-        if isinstance(c, IsNull):
-            return qe.IsNullCondition(c.key)
-        if isinstance(c, HasId):
-            return qe.HasIdCondition({point_uuid(i) for i in c.ids})
-        if isinstance(c, Nested):
-            return qe.NestedCondition(c.key, filt(c.filter))
-        raise TypeError(c)  # pragma: no cover
-
-    def filt(n: FilterNode):
-        return qe.Filter(
-            must=[cond(c) for c in n.must] or None,
-            should=[cond(c) for c in n.should] or None,
-            must_not=[cond(c) for c in n.must_not] or None,
-            min_should=(
-                qe.MinShould([cond(c) for c in n.min_should.conditions], n.min_should.min_count)
-                if n.min_should is not None
-                else None
-            ),
+    def filt(n: FilterNode) -> Any:
+        minimum = n.min_should
+        return builder.filter(
+            [cond(c) for c in n.must] or None,
+            [cond(c) for c in n.should] or None,
+            [cond(c) for c in n.must_not] or None,
+            builder.min_should([cond(c) for c in minimum.conditions], minimum.min_count) if minimum is not None else None,
         )
 
     return filt(node)

@@ -8,86 +8,109 @@ metadata (`create_collection(..., metadata=...)`, supported by qdrant-client >= 
 server >= 1.16) under the single key `"omnivec"`. Collections without that key were not created by
 omnivec and are invisible to this store (not listed, `CollectionNotFound` on access), so a shared
 Qdrant server's other collections are never touched.
+
+Other servers may delete or recreate a collection on the same Qdrant, so the cached metadata
+expires after `meta_ttl_s` and is dropped whenever an engine call on the collection fails.
+
+Validation, filter parsing, result mapping and error translation live in `base.EngineStore`; this
+module has only the engine calls, the filter objects and the classification of client errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator
 
-import numpy as np
+import httpx
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from .filters import parse_filter, restrict_to_ids, to_qdrant_filter
-from .store import (
-    ID_KEY,
-    CollectionExists,
-    CollectionInfo,
-    CollectionNotFound,
-    Hit,
-    IndexStoreError,
-    InvalidRequest,
-    Point,
-    finite_or_none,
-    point_from_record,
-    points_in_request_order,
-    point_uuid,
-    prepare_points,
-    prepare_query_vector,
-    strip_reserved,
-    utc_now_iso,
-    validate_collection_name,
-    validate_payload_index,
-    validate_scroll_args,
-    validate_search_args,
-)
+from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
+from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexTimeout, IndexUnavailable, InvalidRequest
+from .store import CollectionMeta, point_uuid
 
-__all__ = ["QdrantIndexStore"]
+__all__ = ["QdrantIndexStore", "QdrantDocuments"]
 
 META_KEY = "omnivec"
 _UPSERT_BATCH = 256
 _RETRIEVE_BATCH = 1024
 
 
-class QdrantIndexStore:
+class QdrantFilters:
+    """`FilterBuilder` for qdrant-client's filter models."""
+
+    def match_value(self, key: str, value: str | int | bool) -> Any:
+        return m.FieldCondition(key=key, match=m.MatchValue(value=value))
+
+    def match_any(self, key: str, values: list) -> Any:
+        return m.FieldCondition(key=key, match=m.MatchAny(any=values))
+
+    def match_except(self, key: str, values: list) -> Any:
+        return m.FieldCondition(key=key, match=m.MatchExcept(**{"except": values}))
+
+    def range(self, key: str, gte: Any, gt: Any, lte: Any, lt: Any) -> Any:
+        return m.FieldCondition(key=key, range=m.Range(gte=gte, gt=gt, lte=lte, lt=lt))
+
+    def is_empty(self, key: str) -> Any:
+        return m.IsEmptyCondition(is_empty=m.PayloadField(key=key))
+
+    def is_null(self, key: str) -> Any:
+        return m.IsNullCondition(is_null=m.PayloadField(key=key))
+
+    def has_id(self, uuids: list[str]) -> Any:
+        return m.HasIdCondition(has_id=uuids)
+
+    def nested(self, key: str, filter: Any) -> Any:
+        return m.NestedCondition(nested=m.Nested(key=key, filter=filter))
+
+    def min_should(self, conditions: list, min_count: int) -> Any:
+        return m.MinShould(conditions=conditions, min_count=min_count)
+
+    def filter(self, must: Any, should: Any, must_not: Any, min_should: Any) -> Any:
+        return m.Filter(must=must, should=should, must_not=must_not, min_should=min_should)
+
+
+def is_local(client: QdrantClient) -> bool:
+    """qdrant-client's in-process mode (":memory:" or a path), told from the client's own init options."""
+    options = getattr(client, "init_options", None) or {}
+    return options.get("location") == ":memory:" or options.get("path") is not None
+
+
+class QdrantIndexStore(EngineStore):
     """`IndexStore` over a `QdrantClient` (remote server, or local mode for tests).
 
     Thread safety: a remote client is safe to share between threads. qdrant-client's local mode is
     not documented as thread-safe, so with it every call is serialised by one lock.
     """
 
-    def __init__(self, client: QdrantClient, *, close_client: bool = True, timeout: int | None = None):
+    filter_builder = QdrantFilters()
+    meta_ttl_s: float | None = 5.0
+
+    def __init__(self, client: QdrantClient, *, close_client: bool = True, timeout: int | None = None, local: bool | None = None):
+        super().__init__()
         self._client = client
         self._close_client = close_client
         self._timeout = timeout
-        self._local = type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
+        self._local = is_local(client) if local is None else local
         self._serial = threading.RLock() if self._local else None
         self._create_lock = threading.Lock()
-        self._dims: dict[str, int] = {}
 
     @classmethod
-    def from_settings(
-        cls,
-        url: str,
-        api_key: str | None = None,
-        prefer_grpc: bool = False,
-        timeout: float | None = 10.0,
-    ) -> "QdrantIndexStore":
+    def from_settings(cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0) -> "QdrantIndexStore":
         """Build from settings: `url` is a server URL (http://host:6333), or ":memory:" for tests."""
         t = None if timeout is None else int(max(1, round(timeout)))
         if url == ":memory:":
-            client = QdrantClient(":memory:")
-        else:
-            client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=t)
-        return cls(client, close_client=True, timeout=t)
+            return cls(QdrantClient(":memory:"), close_client=True, timeout=t, local=True)
+        client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=t)
+        return cls(client, close_client=True, timeout=t, local=False)
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @property
     def client(self) -> QdrantClient:
-        """The qdrant-client this engine talks through (shared with the label-set store)."""
+        """The qdrant-client this engine talks through (tests use it to act behind the server's back)."""
         return self._client
 
     @contextlib.contextmanager
@@ -99,257 +122,195 @@ class QdrantIndexStore:
             with self._serial:
                 yield
 
-    def _meta(self, name: str) -> tuple[Any, dict]:
-        """(collection info, omnivec metadata) or CollectionNotFound."""
-        validate_collection_name(name)
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self.serialized():
-            try:
-                if not self._client.collection_exists(name):
-                    raise CollectionNotFound(name)
-                info = self._client.get_collection(name)
-            except IndexStoreError:
-                raise
-            except Exception as exc:  # deleted between the two calls, or server trouble
-                if not self._exists(name):
-                    raise CollectionNotFound(name) from exc
-                raise
-        meta = (info.config.metadata or {}).get(META_KEY)
-        if not isinstance(meta, dict):
-            raise CollectionNotFound(name)
-        return info, meta
+            return getattr(self._client, method)(*args, **kwargs)
 
-    def _exists(self, name: str) -> bool:
+    def _exists(self, name: str) -> bool | None:
+        """Whether the collection exists; None when Qdrant cannot tell us."""
         try:
-            with self.serialized():
-                return bool(self._client.collection_exists(name))
+            return bool(self._call("collection_exists", name))
         except Exception:
-            return False
+            return None
 
-    def _dim(self, name: str) -> int:
-        dim = self._dims.get(name)
-        if dim is None:
-            _, meta = self._meta(name)
-            dim = int(meta["dim"])
-            self._dims[name] = dim
-        return dim
+    def _engine_error(self, exc: Exception, name: str | None) -> IndexStoreError:
+        """Timeouts -> 504, unreachable -> 503, a vanished collection -> 404, anything else -> 500."""
+        text = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        cause = getattr(exc, "source", None) or exc.__cause__ or exc.__context__  # qdrant-client wraps httpx errors
+        if isinstance(exc, httpx.TimeoutException) or isinstance(cause, httpx.TimeoutException) or _grpc_status(exc) == "DEADLINE_EXCEEDED":
+            return IndexTimeout(f"Qdrant did not answer in time ({text}); retry, or raise OMNIVEC_INDEX__TIMEOUT_S")
+        unreachable = isinstance(exc, (ResponseHandlingException, httpx.TransportError, ConnectionError)) or _grpc_status(exc) == "UNAVAILABLE"
+        if unreachable or (isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)):
+            return IndexUnavailable(f"cannot reach Qdrant ({text}); check that it is running and reachable, then retry")
+        if name is not None and self._exists(name) is False:
+            return CollectionNotFound(name)
+        if name is not None and "dimension" in str(exc).lower():  # recreated elsewhere with another dim
+            return InvalidRequest(f"vector dimension rejected by Qdrant (was collection {name!r} recreated elsewhere?): {exc}")
+        return IndexFailed(f"Qdrant refused the operation{f' on collection {name!r}' if name else ''} ({text}); the server logged the details")
 
-    def _call(self, name: str, fn, *args, **kwargs):
-        """Run a client call; map "collection vanished" and dimension errors to our exceptions."""
-        try:
-            with self.serialized():
-                return fn(*args, **kwargs)
-        except IndexStoreError:
-            raise
-        except Exception as exc:
-            if not self._exists(name):
-                self._dims.pop(name, None)
-                raise CollectionNotFound(name) from exc
-            if "dimension" in str(exc).lower():  # collection was recreated elsewhere with another dim
-                self._dims.pop(name, None)
-                raise InvalidRequest(f"vector dimension rejected by Qdrant: {exc}") from exc
-            raise
-
-    def _info(self, name: str, meta: dict) -> CollectionInfo:
-        count = self._call(name, self._client.count, name, exact=True).count
-        return CollectionInfo(
-            name=name,
-            dim=int(meta["dim"]),
-            space_id=str(meta.get("space_id", "")),
-            model=str(meta.get("model", "")),
-            count=int(count),
-            created_at=str(meta.get("created_at", "")),
-            extra=dict(meta.get("extra") or {}),
-        )
+    def documents(self, kind: str) -> "QdrantDocuments":
+        return QdrantDocuments(self, f"_omnivec_{kind}")
 
     # -- collections ----------------------------------------------------------------------------
 
-    def create_collection(
-        self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None
-    ) -> CollectionInfo:
-        validate_collection_name(name)
-        if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 65536:
-            raise InvalidRequest(f"dim must be an integer between 1 and 65536, got {dim!r}")
-        meta = {
-            "dim": dim,
-            "space_id": space_id,
-            "model": model,
-            "created_at": utc_now_iso(),
-            "extra": dict(extra or {}),
-            "format": 1,
-        }
-        with self._create_lock, self.serialized():
-            if self._client.collection_exists(name):
-                raise CollectionExists(name)
+    def _engine_create(self, meta: CollectionMeta) -> None:
+        stored = {"dim": meta.dim, "space_id": meta.space_id, "model": meta.model, "created_at": meta.created_at, "extra": meta.extra, "format": 1}
+        with self._create_lock:
+            if self._call("collection_exists", meta.name):
+                raise CollectionExists(meta.name)
             try:
-                self._client.create_collection(
-                    name,
-                    vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
-                    metadata={META_KEY: meta},
-                    timeout=self._timeout,
+                self._call(
+                    "create_collection", meta.name, vectors_config=m.VectorParams(size=meta.dim, distance=m.Distance.COSINE),
+                    metadata={META_KEY: stored}, timeout=self._timeout,
                 )
             except Exception as exc:  # another process won the race
                 if "already exists" in str(exc).lower() or "409" in str(exc):
-                    raise CollectionExists(name) from exc
+                    raise CollectionExists(meta.name) from exc
                 raise
-        self._dims[name] = dim
-        return CollectionInfo(name, dim, space_id, model, 0, meta["created_at"], meta["extra"])
 
-    def get_collection(self, name: str) -> CollectionInfo:
-        _, meta = self._meta(name)
-        return self._info(name, meta)
+    def _engine_describe(self, name: str) -> CollectionMeta:
+        try:
+            info = self._call("get_collection", name)
+        except (ResponseHandlingException, httpx.TransportError):
+            raise
+        except Exception as exc:
+            if self._exists(name) is False:
+                raise CollectionNotFound(name) from exc
+            raise
+        meta = (info.config.metadata or {}).get(META_KEY)
+        if not isinstance(meta, dict):
+            raise CollectionNotFound(name)
+        return CollectionMeta(
+            name, int(meta["dim"]), str(meta.get("space_id", "")), str(meta.get("model", "")), str(meta.get("created_at", "")), dict(meta.get("extra") or {})
+        )
 
-    def list_collections(self) -> list[CollectionInfo]:
-        with self.serialized():
-            names = sorted(c.name for c in self._client.get_collections().collections)
-        out = []
-        for n in names:
-            try:
-                out.append(self.get_collection(n))
-            except (CollectionNotFound, InvalidRequest):  # not ours, odd name, or deleted meanwhile
-                continue
-        return out
+    def _engine_names(self) -> list[str]:
+        return [c.name for c in self._call("get_collections").collections]
 
-    def delete_collection(self, name: str) -> None:
-        self._meta(name)  # CollectionNotFound, and never drop a collection omnivec did not create
-        with self.serialized():
-            ok = self._client.delete_collection(name, timeout=self._timeout)
-        self._dims.pop(name, None)
-        if not ok:
+    def _engine_drop(self, name: str) -> None:
+        if not self._call("delete_collection", name, timeout=self._timeout):
             raise CollectionNotFound(name)
 
     # -- points ---------------------------------------------------------------------------------
 
-    def upsert(self, name: str, points: Sequence[Point]) -> None:
-        dim = self._dim(name)
-        prepared = prepare_points(points, dim)
-        for i in range(0, len(prepared), _UPSERT_BATCH):
-            batch = [
-                m.PointStruct(id=uid, vector=vec, payload=payload)
-                for uid, _pid, vec, payload in prepared[i : i + _UPSERT_BATCH]
-            ]
-            self._call(name, self._client.upsert, name, points=batch, wait=True)
+    def _engine_upsert(self, name: str, points: Prepared) -> None:
+        for i in range(0, len(points), _UPSERT_BATCH):
+            batch = [m.PointStruct(id=uid, vector=vec, payload=payload) for uid, _pid, vec, payload in points[i : i + _UPSERT_BATCH]]
+            self._call("upsert", name, points=batch, wait=True)
 
-    def _retrieve(self, name: str, ids: Sequence[str], with_payload, with_vectors: bool):
-        self._dim(name)
-        uids = {point_uuid(i): i for i in ids}
-        records = []
-        keys = list(uids)
-        for i in range(0, len(keys), _RETRIEVE_BATCH):
-            records += self._call(
-                name,
-                self._client.retrieve,
-                name,
-                ids=keys[i : i + _RETRIEVE_BATCH],
-                with_payload=with_payload,
-                with_vectors=with_vectors,
-            )
-        return uids, records
+    def _engine_retrieve(self, name: str, uids: list[str], with_payload: bool, with_vectors: bool) -> list[Any]:
+        records: list[Any] = []
+        for i in range(0, len(uids), _RETRIEVE_BATCH):
+            records += self._call("retrieve", name, ids=uids[i : i + _RETRIEVE_BATCH], with_payload=with_payload, with_vectors=with_vectors)
+        return records
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
-        _, records = self._retrieve(name, ids, True, with_vectors)
-        return points_in_request_order(records, ids, with_vectors)
-
-    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
-        uids, records = self._retrieve(name, ids, False, False)
-        return {uids[str(r.id)] for r in records if str(r.id) in uids}
-
-    def delete_points(
-        self, name: str, ids: Sequence[str] | None = None, filter: Mapping[str, Any] | None = None
-    ) -> int:
-        node = parse_filter(filter)
-        if ids is None and node is None:
-            raise InvalidRequest("delete_points needs ids or a filter; to remove everything, delete the collection")
-        self._dim(name)
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return 0
-            node = restrict_to_ids(node, ids)
-        qf = to_qdrant_filter(node)
-        n = self._call(name, self._client.count, name, count_filter=qf, exact=True).count
+    def _engine_delete(self, name: str, flt: Any) -> int:
+        n = int(self._call("count", name, count_filter=flt, exact=True).count)
         if n:
-            self._call(
-                name,
-                self._client.delete,
-                name,
-                points_selector=m.FilterSelector(filter=qf),
-                wait=True,
-            )
-        return int(n)
+            self._call("delete", name, points_selector=m.FilterSelector(filter=flt), wait=True)
+        return n
 
-    def search(
-        self,
-        name: str,
-        vector: np.ndarray | Sequence[float],
-        top_k: int = 10,
-        offset: int = 0,
-        filter: Mapping[str, Any] | None = None,
-        score_threshold: float | None = None,
-        with_payload: bool = True,
-        with_vectors: bool = False,
-    ) -> list[Hit]:
-        validate_search_args(top_k, offset)
-        threshold = finite_or_none(score_threshold)
-        qf = to_qdrant_filter(parse_filter(filter))
-        q = prepare_query_vector(vector, self._dim(name))
-        res = self._call(
+    def _engine_query(self, name: str, vector: list[float], top_k: int, offset: int, flt: Any, threshold: float | None, with_payload: bool, with_vectors: bool) -> list[Any]:
+        return self._call(
+            "query_points",
             name,
-            self._client.query_points,
-            name,
-            query=q,
+            query=vector,
             limit=top_k,
             offset=offset or None,
-            query_filter=qf,
+            query_filter=flt,
             score_threshold=threshold,
-            with_payload=True if with_payload else m.PayloadSelectorInclude(include=[ID_KEY]),
+            with_payload=True if with_payload else m.PayloadSelectorInclude(include=PAYLOAD_ID_ONLY),
             with_vectors=with_vectors,
         ).points
-        return [
-            Hit(
-                id=(p.payload or {}).get(ID_KEY, str(p.id)),
-                score=float(p.score),
-                payload=strip_reserved(p.payload) if with_payload else None,
-                vector=list(map(float, p.vector)) if with_vectors and p.vector is not None else None,
-            )
-            for p in res
-        ]
 
-    def scroll(
-        self, name: str, limit: int = 100, cursor: str | None = None, filter: Mapping[str, Any] | None = None, with_vectors: bool = False
-    ) -> tuple[list[Point], str | None]:
-        start = validate_scroll_args(limit, cursor)
-        qf = to_qdrant_filter(parse_filter(filter))
-        self._dim(name)
-        records, next_id = self._call(
-            name, self._client.scroll, name, scroll_filter=qf, limit=limit, offset=start, with_payload=True, with_vectors=with_vectors
-        )
-        return [point_from_record(r, with_vectors) for r in records], (str(next_id) if next_id is not None else None)
+    def _engine_scroll(self, name: str, limit: int, start: str | None, flt: Any, with_vectors: bool) -> tuple[list[Any], Any]:
+        return self._call("scroll", name, scroll_filter=flt, limit=limit, offset=start, with_payload=True, with_vectors=with_vectors)
 
-    def count(self, name: str, filter: Mapping[str, Any] | None = None) -> int:
-        qf = to_qdrant_filter(parse_filter(filter))
-        self._dim(name)
-        return int(self._call(name, self._client.count, name, count_filter=qf, exact=True).count)
+    def _engine_count(self, name: str, flt: Any) -> int:
+        return int(self._call("count", name, count_filter=flt, exact=True).count)
 
-    def create_payload_index(self, name: str, field: str, schema: str) -> None:
+    def _engine_payload_index(self, name: str, field: str, kind: str) -> None:
         """Index a payload field on the server; skipped in local mode, where indexes have no effect."""
-        field, kind = validate_payload_index(field, schema)
-        self._dim(name)
-        if self._local:
-            return
-        schema_type = {
-            "keyword": m.PayloadSchemaType.KEYWORD,
-            "integer": m.PayloadSchemaType.INTEGER,
-            "float": m.PayloadSchemaType.FLOAT,
-            "bool": m.PayloadSchemaType.BOOL,
-        }[kind]
-        self._call(name, self._client.create_payload_index, name, field, field_schema=schema_type, wait=True)
+        if not self._local:
+            self._call("create_payload_index", name, field, field_schema=m.PayloadSchemaType(kind), wait=True)
 
-    def optimize(self, name: str) -> None:
+    def _engine_optimize(self, name: str) -> None:
         """No-op by design: a Qdrant server builds HNSW in its own background optimizer (searches
         keep working meanwhile), and qdrant-client's local mode has no ANN index at all."""
-        self._dim(name)
 
-    def close(self) -> None:
+    def _engine_close(self) -> None:
         if self._close_client:
-            with self.serialized():
-                self._client.close()
+            self._call("close")
+
+
+def _grpc_status(exc: Exception) -> str | None:
+    """The gRPC status name of an RpcError (prefer_grpc), without importing grpc."""
+    code = getattr(exc, "code", None)
+    if callable(code):
+        with contextlib.suppress(Exception):
+            return str(getattr(code(), "name", ""))
+    return None
+
+
+class QdrantDocuments:
+    """`DocumentStore` as points of one Qdrant collection, shared by every server on that Qdrant.
+
+    Each point has a constant 1-d vector (Qdrant needs one) and the document as its payload; its
+    id is derived from the name, so a put replaces. The collection's name starts with `_`, which
+    no user collection can, and carries no omnivec metadata, so the store never lists or serves it.
+    If it vanishes (Qdrant wiped or restored from an older snapshot), it is created again.
+    """
+
+    def __init__(self, index: QdrantIndexStore, collection: str) -> None:
+        self._index = index
+        self.collection = collection
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._index._call("collection_exists", self.collection):
+                try:
+                    self._index._call("create_collection", self.collection, vectors_config=m.VectorParams(size=1, distance=m.Distance.DOT))
+                except Exception:  # noqa: BLE001 - another replica created it first
+                    if not self._index._call("collection_exists", self.collection):
+                        raise
+            self._ready = True
+
+    def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One call on the collection, recreating it once if it vanished; client errors are translated."""
+        with self._index._engine():
+            self._ensure()
+            try:
+                return self._index._call(method, self.collection, *args, **kwargs)
+            except Exception:
+                if self._index._exists(self.collection) is not False:
+                    raise
+                self._ready = False
+                self._ensure()
+                return self._index._call(method, self.collection, *args, **kwargs)
+
+    def put(self, name: str, document: dict) -> None:
+        self._do("upsert", [m.PointStruct(id=point_uuid(name), vector=[1.0], payload=dict(document))], wait=True)
+
+    def get(self, name: str) -> dict | None:
+        found = self._do("retrieve", [point_uuid(name)], with_payload=True)
+        return dict(found[0].payload or {}) if found else None
+
+    def delete(self, name: str) -> bool:
+        if self.get(name) is None:
+            return False
+        self._do("delete", m.PointIdsList(points=[point_uuid(name)]), wait=True)
+        return True
+
+    def list(self) -> list[dict]:
+        docs: list[dict] = []
+        offset = None
+        while True:
+            points, offset = self._do("scroll", limit=256, offset=offset, with_payload=True)
+            docs += [dict(p.payload or {}) for p in points]
+            if offset is None:
+                return docs
+

@@ -13,7 +13,8 @@ Conventions every engine follows:
   mapped deterministically to a UUID (`point_uuid`) and the original string is kept in the payload
   under the reserved key `_omnivec_id`. Keys starting with `_omnivec` are reserved: they are dropped
   from incoming payloads and stripped from every payload handed back.
-* Filters are plain dicts in Qdrant's own JSON filter shape, validated and translated by `filters.py`.
+* Filters are plain dicts in Qdrant's own JSON filter shape, validated and translated by `filters.py`
+  (a `filters.FilterNode` parsed already is accepted too, so a request parses its filter once).
 """
 
 from __future__ import annotations
@@ -27,17 +28,15 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .errors import DimensionMismatch, InvalidRequest
+
 __all__ = [
     "CollectionInfo",
     "Point",
     "Hit",
     "IndexStore",
-    "IndexStoreError",
-    "CollectionNotFound",
-    "CollectionExists",
-    "InvalidRequest",
-    "InvalidFilter",
-    "DimensionMismatch",
+    "CollectionMeta",
+    "DocumentStore",
     "RESERVED_PREFIX",
     "ID_KEY",
     "ID_NAMESPACE",
@@ -61,10 +60,23 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CollectionMeta:
+    """What a collection was created with: `space_id`/`model` say which embedding space its vectors
+    live in, so clients cannot mix vectors from incompatible models by accident. Engines cache it:
+    reading it costs no engine call on the request path."""
+
+    name: str
+    dim: int
+    space_id: str
+    model: str
+    created_at: str
+    extra: dict = field(default_factory=dict)
+
+
 @dataclass
 class CollectionInfo:
-    """What the API reports about a collection; `space_id`/`model` say which embedding space the
-    vectors live in, so clients cannot mix vectors from incompatible models by accident."""
+    """What the API reports about a collection: its metadata and its exact point count."""
 
     name: str
     dim: int
@@ -73,6 +85,10 @@ class CollectionInfo:
     count: int
     created_at: str
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, meta: CollectionMeta, count: int) -> "CollectionInfo":
+        return cls(meta.name, meta.dim, meta.space_id, meta.model, count, meta.created_at, dict(meta.extra))
 
 
 @dataclass
@@ -95,66 +111,6 @@ class Hit:
 
 
 # ---------------------------------------------------------------------------------------------
-# Errors (the API maps them to HTTP statuses, so each message says what to do next)
-# ---------------------------------------------------------------------------------------------
-
-
-class IndexStoreError(Exception):
-    """Base class of every error the index layer raises on purpose."""
-
-
-class CollectionNotFound(IndexStoreError):
-    """The named collection does not exist (HTTP 404)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        super().__init__(
-            f"collection {name!r} does not exist; list the existing collections or create it first"
-        )
-
-
-class CollectionExists(IndexStoreError):
-    """A collection with this name already exists (HTTP 409)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        super().__init__(
-            f"collection {name!r} already exists; use it, pick another name, or delete it first"
-        )
-
-
-class InvalidRequest(IndexStoreError):
-    """The request cannot be served as given (HTTP 422): bad collection name, vector, top_k, ..."""
-
-
-class InvalidFilter(InvalidRequest):
-    """The filter dict is not a supported Qdrant-style filter (HTTP 422)."""
-
-    EXAMPLE = (
-        '{"must": [{"key": "tags", "match": {"any": ["cat", "dog"]}}, '
-        '{"key": "year", "range": {"gte": 2000, "lt": 2010}}, '
-        '{"key": "meta.color", "match": {"value": "red"}}], '
-        '"must_not": [{"has_id": ["img-001"]}]}'
-    )
-
-    def __init__(self, message: str):
-        self.detail = message
-        super().__init__(f"invalid filter: {message}. Example of a valid filter: {self.EXAMPLE}")
-
-
-class DimensionMismatch(InvalidRequest):
-    """A vector's length differs from the collection's dimension (HTTP 422)."""
-
-    def __init__(self, expected: int, got: int):
-        self.expected = expected
-        self.got = got
-        super().__init__(
-            f"vector has {got} dimensions but the collection expects {expected}; embed with the "
-            f"collection's model, or create a collection with dim={got}"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
 # The protocol
 # ---------------------------------------------------------------------------------------------
 
@@ -174,6 +130,16 @@ class IndexStore(Protocol):
 
     def get_collection(self, name: str) -> CollectionInfo:
         """Describe one collection (count is exact); raises CollectionNotFound."""
+        ...
+
+    def describe(self, name: str) -> CollectionMeta:
+        """The collection's metadata without counting its points (cached; a collection deleted or
+        recreated behind the server's back is noticed); raises CollectionNotFound."""
+        ...
+
+    def documents(self, kind: str) -> "DocumentStore":
+        """Small named JSON documents (label sets) kept where this index lives, so every server
+        sharing the index sees the same ones."""
         ...
 
     def list_collections(self) -> list[CollectionInfo]:
@@ -240,6 +206,18 @@ class IndexStore(Protocol):
     def close(self) -> None:
         """Flush and release resources; the store must not be used afterwards."""
         ...
+
+
+class DocumentStore(Protocol):
+    """Named JSON objects of one kind, stored beside the index (create-or-replace, read, delete, list)."""
+
+    def put(self, name: str, document: dict) -> None: ...
+
+    def get(self, name: str) -> dict | None: ...
+
+    def delete(self, name: str) -> bool: ...
+
+    def list(self) -> list[dict]: ...
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
-from ..errors import ErrorCode, OmnivecError, from_index_error
+from ..bundle import Manifest
+from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
-from ..index.store import RESERVED_PREFIX, CollectionInfo, IndexStore, Point
+from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
 from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
@@ -60,12 +61,20 @@ class AddResult:
         return sum(i is not None for i in self.ids)
 
 
-async def run_store(fn: Callable[..., T], *args: Any, collection: str | None = None, **kwargs: Any) -> T:
-    """Run a blocking store call off the event loop; index-layer errors become API errors here."""
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except Exception as exc:
-        raise from_index_error(exc, collection=collection) from exc
+async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking store call off the event loop (the index layer raises the error table's errors itself)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def check_space(meta: CollectionMeta, manifest: Manifest, action: str) -> None:
+    """409 space_mismatch unless this server's model embeds into the collection's space."""
+    if meta.space_id != manifest.space_id:
+        raise OmnivecError(
+            ErrorCode.SPACE_MISMATCH,
+            f"cannot {action} collection {meta.name!r}: it holds vectors of space {meta.space_id!r} (model {meta.model!r}) "
+            f"but this server's model {manifest.model_name!r} embeds into space {manifest.space_id!r}, and vectors of different spaces "
+            f"are not comparable. Create a new collection for this model, or serve the collection's model ({meta.model!r}).",
+        )
 
 
 def user_payload(payload: Any, label: str) -> dict:
@@ -112,20 +121,20 @@ class CollectionService:
         """A collection in this model's space and dim; `modality` is always given a keyword index."""
         manifest = self.embedding.manifest
         meta = {"description": description, "extra": dict(extra or {})}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta, collection=name)
+        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
         for key, schema in indexes.items():
-            await run_store(self.store.create_payload_index, name, key, schema, collection=name)
+            await run_store(self.store.create_payload_index, name, key, schema)
         return info
 
     async def list(self) -> list[CollectionInfo]:
         return await run_store(self.store.list_collections)
 
     async def get(self, name: str) -> CollectionInfo:
-        return await run_store(self.store.get_collection, name, collection=name)
+        return await run_store(self.store.get_collection, name)
 
     async def delete(self, name: str) -> None:
-        await run_store(self.store.delete_collection, name, collection=name)
+        await run_store(self.store.delete_collection, name)
         self.builder.forget(name)
 
     async def optimize(self, name: str) -> bool:
@@ -133,20 +142,11 @@ class CollectionService:
         await self.get(name)
         return self.builder.start(name)
 
-    def check_space(self, info: CollectionInfo, action: str) -> None:
-        if info.space_id != self.space_id:
-            raise OmnivecError(
-                ErrorCode.SPACE_MISMATCH,
-                f"cannot {action} collection {info.name!r}: it holds vectors of space {info.space_id!r} (model {info.model!r}) "
-                f"but this server's model {self.model!r} embeds into space {self.space_id!r}, and vectors of different spaces "
-                f"are not comparable. Create a new collection for this model, or serve the collection's model ({info.model!r}).",
-            )
-
-    async def compatible(self, name: str, action: str) -> CollectionInfo:
-        """The collection, after checking that this server's model may write or query it."""
-        info = await self.get(name)
-        self.check_space(info, action)
-        return info
+    async def compatible(self, name: str, action: str) -> CollectionMeta:
+        """The collection's (cached) metadata, after checking that this server's model may write or query it."""
+        meta = await run_store(self.store.describe, name)
+        check_space(meta, self.embedding.manifest, action)
+        return meta
 
     # -- items ----------------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ class CollectionService:
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
         if points:
-            await run_store(self.store.upsert, name, [p for _, p in points], collection=name)
+            await run_store(self.store.upsert, name, [p for _, p in points])
             self.builder.note_added(name, len(points))
         for index, point in points:
             result.ids[index] = point.id
@@ -175,7 +175,7 @@ class CollectionService:
         return result
 
     async def get_item(self, name: str, item_id: str, with_vector: bool = False) -> Point:
-        points = await run_store(self.store.retrieve, name, [item_id], with_vectors=with_vector, collection=name)
+        points = await run_store(self.store.retrieve, name, [item_id], with_vectors=with_vector)
         if not points:
             raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {item_id!r}")
         return points[0]
@@ -184,13 +184,13 @@ class CollectionService:
         self, name: str, limit: int, cursor: str | None, filter: Mapping[str, Any] | None, with_vectors: bool
     ) -> tuple[list[Point], str | None]:
         """One page of stored items and the next page's cursor (None after the last)."""
-        return await run_store(self.store.scroll, name, limit, cursor, filter, with_vectors, collection=name)
+        return await run_store(self.store.scroll, name, limit, cursor, filter, with_vectors)
 
     async def existing_ids(self, name: str, ids: list[str]) -> set[str]:
-        return await run_store(self.store.existing_ids, name, ids, collection=name)
+        return await run_store(self.store.existing_ids, name, ids)
 
     async def delete_items(self, name: str, ids: list[str] | None, filter: Mapping[str, Any] | None) -> int:
         """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
         if ids is None and not filter:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
-        return await run_store(self.store.delete_points, name, ids, filter or None, collection=name)
+        return await run_store(self.store.delete_points, name, ids, filter or None)

@@ -1,7 +1,7 @@
 """Index a demo collection at startup, so a fresh server has something to search.
 
 `omnivec bootstrap` writes `items.jsonl` in the manifest format `omnivec index` reads (one
-`{"path": ..., "payload": {...}}` per line, paths relative to it; `omnivec.sources` parses it);
+`{"path": ..., "payload": {...}}` per line, paths relative to it; `server.sources` parses it);
 the server embeds those items into the `demo` collection unless it already holds them all. Item
 ids are content hashes, so an interrupted run simply completes on the next start.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omnivec.sources import SourceItem, read_source
+from ..sources import SourceItem, read_source
 
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id

@@ -15,10 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-from ..api.media import check_size, decode_media_string
 from ..errors import ErrorCode, OmnivecError
 from ..fetch import UrlFetcher
-from ..mediatype import MEDIA_MODALITIES
+from ..media import MEDIA_MODALITIES, check_size, decode_media_string
 from ..settings import LimitsSettings
 from .embedding import EmbeddingService
 

@@ -14,10 +14,12 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ErrorCode, OmnivecError, from_index_error
-from ..index.filters import parse_filter
-from .collections import MODALITY_KEY, CollectionService, run_store, split_payload
-from .inputs import RawInput, embed_all
+from ..errors import ErrorCode, OmnivecError
+from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
+from ..index.store import IndexStore
+from .collections import MODALITY_KEY, check_space, run_store, split_payload
+from .embedding import EmbeddingService
+from .inputs import InputResolver, RawInput, embed_all
 
 QueryKind = Literal["text", "image", "audio", "url", "id", "vector"]
 
@@ -47,43 +49,45 @@ class SearchHit:
     payload: dict | None
 
 
-def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclude_id: str | None = None) -> dict | None:
-    """The user's Qdrant filter AND the `modality` shorthand AND NOT the query item."""
-    try:
-        parse_filter(user)  # validate before any model work; errors name the user's own paths
-    except Exception as exc:
-        raise from_index_error(exc) from exc
-    must: list[dict] = [dict(user)] if user else []
-    if modality:
-        must.append({"key": MODALITY_KEY, "match": {"value": modality}})
-    must_not = [{"has_id": [exclude_id]}] if exclude_id else []
-    if not must and not must_not:
-        return None
-    return {"must": must, **({"must_not": must_not} if must_not else {})}
+def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclude_id: str | None = None) -> FilterNode | None:
+    """The user's Qdrant filter AND the `modality` shorthand AND NOT the query item, parsed once
+    (before any model work; errors name the user's own paths) and handed to the index as is."""
+    node = parse_filter(user)
+    must = ((node,) if node is not None else ()) + ((MatchValue(MODALITY_KEY, modality),) if modality else ())
+    must_not = (HasId((exclude_id,)),) if exclude_id else ()
+    if not must_not and len(must) == 1 and node is not None:
+        return node
+    return FilterNode(must=must, must_not=must_not) if must or must_not else None
 
 
 class SearchService:
-    def __init__(self, collections: CollectionService) -> None:
-        self.collections = collections
+    """One search: check the collection (cached metadata), get the query vector, ask the index; each part once."""
+
+    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver) -> None:
+        self.store = store
+        self.embedding = embedding
+        self.resolver = resolver
 
     async def query_vector(self, name: str, query: SearchQuery) -> Sequence[float] | np.ndarray:
         """The vector to search with: embedded, looked up by id, or given."""
         if query.kind == "vector":
             return query.value
         if query.kind == "id":
-            point = await self.collections.get_item(name, query.value, with_vector=True)
-            return point.vector
-        await self.collections.compatible(name, "search")
+            points = await run_store(self.store.retrieve, name, [query.value], with_vectors=True)
+            if not points:
+                raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {query.value!r}")
+            return points[0].vector
+        check_space(await run_store(self.store.describe, name), self.embedding.manifest, "search")
         label = query.label or f"query.{query.kind}"
-        resolved = await self.collections.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
-        return (await embed_all(self.collections.embedding, resolved))[0]
+        resolved = await self.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
+        return (await embed_all(self.embedding, resolved))[0]
 
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
         vector = await self.query_vector(name, query)
         try:
             hits = await run_store(
-                self.collections.store.search,
+                self.store.search,
                 name,
                 vector,
                 top_k=options.top_k,
@@ -91,7 +95,6 @@ class SearchService:
                 filter=flt,
                 score_threshold=options.score_threshold,
                 with_payload=True,
-                collection=name,
             )
         except OmnivecError as exc:
             if exc.code == ErrorCode.DIMENSION_MISMATCH and query.kind == "vector":

@@ -182,7 +182,7 @@ def test_models_and_openapi_list_audio(audio_server):
         (encode_audio(np.zeros(0, np.float32), 16000), 422, "invalid_audio", ["audios[1]", "no samples"]),
         (SILENT, 422, "silent_audio", ["audios[1]", "silent"]),
         (encode_audio(tone(100.0, 121.0, 1000), 1000, "WAV", "PCM_U8"), 413, "audio_too_long", ["audios[1]", "121.0 s", "120"]),
-        (encode_audio(tone(100.0, 40.0, 16000), 16000), 413, "payload_too_large", ["audios[1]", "1048576"]),
+        (encode_audio(tone(100.0, 40.0, 16000), 16000), 413, "audio_too_large", ["audios[1]", "1048576"]),
     ],
     ids=["corrupt", "truncated", "image-bytes", "no-samples", "silent", "too-long", "too-many-bytes"],
 )
@@ -201,8 +201,8 @@ def test_bad_audio_requests(audio_server):
     assert_error(r, 415, "unsupported_media_type", "audios[0]", "image/png")
     r = _post(audio_server, "/v1/embed", json={"inputs": [{"text": "ok"}, {"audio": _b64(SILENT)}]})
     assert_error(r, 422, "silent_audio", "inputs[1].audio")
-    assert_error(_post(audio_server, "/v1/embed", json={"audio": [_b64(WAV)]}), 422, "unknown_modality", "'audios'")
-    assert_error(_post(audio_server, "/v1/embed", json={"sounds": [_b64(WAV)]}), 422, "unknown_modality", "audios")
+    assert_error(_post(audio_server, "/v1/embed", json={"audio": [_b64(WAV)]}), 422, "unknown_field", "'audios'")
+    assert_error(_post(audio_server, "/v1/embed", json={"sounds": [_b64(WAV)]}), 422, "unknown_field", "audios")
 
 
 def test_a_model_without_an_audio_tower_says_so(server):

@@ -215,10 +215,12 @@ def test_malformed_json(server):
     assert_error(r, 422, "invalid_request", "not valid JSON")
 
 
-def test_unknown_modality(server):
-    assert_error(httpx.post(f"{server.url}/v1/embed", json={"videos": ["x"]}, timeout=30), 422, "unknown_modality", "videos", "texts")
+def test_unknown_fields(server):
+    """A key the route does not have is unknown_field, in the body, a form or an `inputs` item."""
+    assert_error(httpx.post(f"{server.url}/v1/embed", json={"videos": ["x"]}, timeout=30), 422, "unknown_field", "videos", "texts")
+    assert_error(httpx.post(f"{server.url}/v1/embed", files={"videos": ("v.mp4", b"x")}, timeout=30), 422, "unknown_field", "videos")
     r = httpx.post(f"{server.url}/v1/embed", json={"inputs": [{"video": "x"}]}, timeout=30)
-    assert_error(r, 422, "unknown_modality", "inputs[0]")
+    assert_error(r, 422, "unknown_field", "inputs[0]")
 
 
 def test_modality_without_tower(server):

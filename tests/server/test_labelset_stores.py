@@ -9,17 +9,25 @@ import pytest
 from qdrant_client import QdrantClient
 
 from omnivec.server.errors import OmnivecError
-from omnivec.server.index import QdrantIndexStore
-from omnivec.server.services.labelsets import FileLabelSetStore, LabelSetStore, QdrantLabelSetStore
+from omnivec.server.index import EdgeIndexStore, QdrantIndexStore
+from omnivec.server.index.documents import FileDocuments
+from omnivec.server.services.labelsets import LabelSetStore
+
+COLLECTION = "_omnivec_labelsets"
 
 
-@pytest.fixture(params=["file", "qdrant"])
+@pytest.fixture(params=["edge", "qdrant"])
 def labelsets(request, tmp_path) -> LabelSetStore:
-    if request.param == "file":
-        yield FileLabelSetStore(tmp_path / "labelsets")
-        return
-    index = QdrantIndexStore(QdrantClient(":memory:"))
-    yield QdrantLabelSetStore(index)
+    """Label sets through the store interface of each engine, as the server opens them."""
+    index = EdgeIndexStore(tmp_path / "index") if request.param == "edge" else QdrantIndexStore(QdrantClient(":memory:"))
+    yield LabelSetStore(index.documents("labelsets"))
+    index.close()
+
+
+def test_edge_keeps_label_sets_as_files_beside_the_index(tmp_path):
+    index = EdgeIndexStore(tmp_path / "index")
+    LabelSetStore(index.documents("labelsets")).put("scenes", ["beach"])
+    assert (tmp_path / "labelsets" / "scenes.json").is_file()
     index.close()
 
 
@@ -84,7 +92,7 @@ def test_qdrant_sets_are_shared_by_every_server_on_the_same_qdrant():
     """Two servers (two stores) on one Qdrant: a set put through one is read through the other,
     and the label-set collection never shows up as a user collection."""
     index = QdrantIndexStore(QdrantClient(":memory:"))
-    first, second = QdrantLabelSetStore(index), QdrantLabelSetStore(index)
+    first, second = LabelSetStore(index.documents("labelsets")), LabelSetStore(index.documents("labelsets"))
     first.put("shared", ["x", "y"])
     assert second.get("shared").labels == ["x", "y"]
     second.delete("shared")
@@ -94,13 +102,13 @@ def test_qdrant_sets_are_shared_by_every_server_on_the_same_qdrant():
 
 
 def test_a_set_deleted_while_listing_is_left_out(tmp_path):
-    class DeletedMeanwhile(FileLabelSetStore):
+    class DeletedMeanwhile(FileDocuments):
         def get(self, name):
             if name == "gone":
                 (self.root / "gone.json").unlink(missing_ok=True)  # another request deletes it right now
             return super().get(name)
 
-    labelsets = DeletedMeanwhile(tmp_path / "labelsets")
+    labelsets = LabelSetStore(DeletedMeanwhile(tmp_path / "labelsets"))
     labelsets.put("gone", ["a"])
     labelsets.put("kept", ["b"])
     assert [s.name for s in labelsets.list()] == ["kept"]
@@ -108,9 +116,9 @@ def test_a_set_deleted_while_listing_is_left_out(tmp_path):
 
 def test_the_qdrant_collection_is_made_again_if_it_vanishes():
     index = QdrantIndexStore(QdrantClient(":memory:"))
-    labelsets = QdrantLabelSetStore(index)
+    labelsets = LabelSetStore(index.documents("labelsets"))
     labelsets.put("first", ["a"])
-    index.client.delete_collection(QdrantLabelSetStore.COLLECTION)  # Qdrant wiped or restored under a running server
+    index.client.delete_collection(COLLECTION)  # Qdrant wiped or restored under a running server
     labelsets.put("second", ["b"])
     assert [s.name for s in labelsets.list()] == ["second"]
     index.close()

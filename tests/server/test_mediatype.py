@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnivec.server.api.media import detect_modality
 from omnivec.server.errors import OmnivecError
-from omnivec.server.mediatype import declared_modality, media_modality, sniff_modality, suffix_modality
+from omnivec.server.media import declared_modality, detect_modality, media_modality, sniff_modality, suffix_modality
 from tests.media import audio_files, sample_files
 
 

@@ -2,6 +2,9 @@
 
 Engines: `EdgeIndexStore` on a tmp dir (embedded Qdrant Edge) and `QdrantIndexStore` on
 `QdrantClient(":memory:")` (qdrant-client local mode). Exactness is checked against numpy cosine.
+Filters: test_store_filters.py; engine-specific behaviour: test_edge_engine.py, test_qdrant_engine.py.
+Over 400 lines on purpose: it is the one suite both engines must pass, kept together so that a
+behaviour added to one engine is visibly owed by the other.
 """
 
 from __future__ import annotations
@@ -9,12 +12,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from omnivec.server.index import (
     CollectionExists,
@@ -23,51 +24,11 @@ from omnivec.server.index import (
     EdgeIndexStore,
     Hit,
     IndexStore,
-    IndexStoreError,
-    InvalidFilter,
     InvalidRequest,
     Point,
-    QdrantIndexStore,
 )
-from omnivec.server.index import edge as edge_mod
-from omnivec.server.index.store import ID_KEY, point_uuid
-
-DIM = 16
-
-
-def _edge(path, **kw):
-    return EdgeIndexStore(path, search_threads=1, indexing_threads=1, **kw)
-
-
-@pytest.fixture(params=["edge", "qdrant"])
-def store(request, tmp_path):
-    s = _edge(tmp_path / "idx") if request.param == "edge" else QdrantIndexStore(QdrantClient(":memory:"))
-    yield s
-    s.close()
-
-
-def clustered(n: int, dim: int = DIM, k: int = 8, seed: int = 0, spread: float = 0.35) -> np.ndarray:
-    """Gaussian-mixture vectors, L2-normalised (realistic: embeddings cluster)."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, dim))
-    x = centers[rng.integers(0, k, n)] + spread * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def exact_topk(data: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    s = data @ (q / np.linalg.norm(q))
-    order = np.argsort(-s, kind="stable")[:k]
-    return order, s[order]
-
-
-def make(store: IndexStore, name: str = "c", dim: int = DIM, **kw):
-    return store.create_collection(name, dim, space_id=kw.pop("space_id", "space-a"), model="m-1", **kw)
-
-
-def fill(store: IndexStore, name: str, vecs: np.ndarray, payload=lambda i: {"i": i}) -> list[str]:
-    ids = [f"p{i}" for i in range(len(vecs))]
-    store.upsert(name, [Point(ids[i], vecs[i], payload(i)) for i in range(len(vecs))])
-    return ids
+from omnivec.server.index.store import point_uuid
+from tests.server.index.support import DIM, clustered, exact_topk, fill, make
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,201 +263,6 @@ def test_score_threshold(store):
 
 
 # ------------------------------------------------------------------------------------------------
-# Filters
-# ------------------------------------------------------------------------------------------------
-
-COLORS = ["red", "green", "blue"]
-
-
-def _payload(i: int) -> dict:
-    p = {
-        "tags": [f"t{i % 5}", f"t{i % 7}"],
-        "year": 1990 + (i % 30),
-        "price": (i % 50) / 10.0,
-        "flag": i % 2 == 0,
-        "meta": {"color": COLORS[i % 3], "rank": i % 4},
-        "items": [{"sku": f"s{i % 6}", "qty": i % 3}, {"sku": f"s{(i + 1) % 6}", "qty": (i + 1) % 3}],
-    }
-    if i % 10 == 0:
-        p["note"] = None
-    if i % 10 == 1:
-        p["opt"] = []
-    elif i % 10 != 0:
-        p["opt"] = ["x"]
-    return p
-
-
-def _has(v, x) -> bool:
-    return x in v if isinstance(v, list) else v == x
-
-
-FILTER_CASES = {
-    "match_value_in_list": ({"must": [{"key": "tags", "match": {"value": "t3"}}]}, lambda p, i: "t3" in p["tags"]),
-    "match_value_int": ({"must": [{"key": "year", "match": {"value": 2000}}]}, lambda p, i: p["year"] == 2000),
-    "match_value_bool": ({"must": [{"key": "flag", "match": {"value": True}}]}, lambda p, i: p["flag"]),
-    "match_value_false": ({"must": [{"key": "flag", "match": {"value": False}}]}, lambda p, i: not p["flag"]),
-    "match_any": (
-        {"must": [{"key": "tags", "match": {"any": ["t1", "t6"]}}]},
-        lambda p, i: bool({"t1", "t6"} & set(p["tags"])),
-    ),
-    "match_any_int": ({"must": [{"key": "year", "match": {"any": [1990, 1991]}}]}, lambda p, i: p["year"] in (1990, 1991)),
-    "match_except": (
-        {"must": [{"key": "meta.color", "match": {"except": ["red", "green"]}}]},
-        lambda p, i: p["meta"]["color"] == "blue",
-    ),
-    "range": ({"must": [{"key": "year", "range": {"gte": 2000, "lt": 2010}}]}, lambda p, i: 2000 <= p["year"] < 2010),
-    "range_float": ({"must": [{"key": "price", "range": {"gt": 1.5, "lte": 3.0}}]}, lambda p, i: 1.5 < p["price"] <= 3.0),
-    "must_not": ({"must_not": [{"key": "tags", "match": {"value": "t0"}}]}, lambda p, i: "t0" not in p["tags"]),
-    "nested_key": ({"must": [{"key": "meta.color", "match": {"value": "red"}}]}, lambda p, i: p["meta"]["color"] == "red"),
-    "has_id": ({"must": [{"has_id": ["p1", "p5", "p9", "absent"]}]}, lambda p, i: i in (1, 5, 9)),
-    "must_not_has_id": ({"must_not": [{"has_id": ["p1", "p2"]}]}, lambda p, i: i not in (1, 2)),
-    "should": (
-        {"should": [{"key": "meta.rank", "match": {"value": 0}}, {"key": "year", "range": {"gte": 2015}}]},
-        lambda p, i: p["meta"]["rank"] == 0 or p["year"] >= 2015,
-    ),
-    "combined": (
-        {
-            "must": [{"key": "flag", "match": {"value": False}}, {"key": "year", "range": {"gte": 1995}}],
-            "must_not": [{"key": "meta.color", "match": {"value": "blue"}}],
-            "should": [{"key": "tags", "match": {"any": ["t2", "t3"]}}, {"key": "price", "range": {"lt": 1}}],
-        },
-        lambda p, i: (not p["flag"]) and p["year"] >= 1995 and p["meta"]["color"] != "blue"
-        and (bool({"t2", "t3"} & set(p["tags"])) or p["price"] < 1),
-    ),
-    "sub_group": (
-        {"must": [{"should": [{"key": "meta.color", "match": {"value": "red"}}, {"has_id": ["p2"]}]}]},
-        lambda p, i: p["meta"]["color"] == "red" or i == 2,
-    ),
-    "single_condition_not_list": ({"must": {"key": "meta.rank", "match": {"value": 3}}}, lambda p, i: p["meta"]["rank"] == 3),
-    "array_path": ({"must": [{"key": "items[].sku", "match": {"value": "s2"}}]}, lambda p, i: any(it["sku"] == "s2" for it in p["items"])),
-    "nested_condition": (
-        {"must": [{"nested": {"key": "items", "filter": {"must": [
-            {"key": "sku", "match": {"value": "s1"}}, {"key": "qty", "match": {"value": 1}}]}}}]},
-        lambda p, i: any(it["sku"] == "s1" and it["qty"] == 1 for it in p["items"]),
-    ),
-    "is_empty": ({"must": [{"is_empty": {"key": "opt"}}]}, lambda p, i: not p.get("opt")),
-    "is_null": ({"must": [{"is_null": {"key": "note"}}]}, lambda p, i: "note" in p and p["note"] is None),
-    "min_should": (
-        {"min_should": {"conditions": [
-            {"key": "flag", "match": {"value": True}},
-            {"key": "meta.color", "match": {"value": "red"}},
-            {"key": "year", "range": {"lt": 2000}}], "min_count": 2}},
-        lambda p, i: sum([p["flag"], p["meta"]["color"] == "red", p["year"] < 2000]) >= 2,
-    ),
-    "empty_filter": ({}, lambda p, i: True),
-}
-
-N_FILTER = 120
-
-
-INDEXES = {"tags": "keyword", "year": "integer", "price": "float", "flag": "bool", "meta.color": "keyword", "meta.rank": "integer"}
-
-
-@pytest.fixture
-def filtered(store):
-    make(store)
-    data = clustered(N_FILTER, seed=21)
-    fill(store, "c", data, payload=_payload)
-    return store, data
-
-
-@pytest.mark.parametrize("indexed", [False, True], ids=["plain", "indexed"])
-@pytest.mark.parametrize("case", list(FILTER_CASES))
-def test_filters(filtered, case, indexed):
-    """Same results with and without payload indexes on the filtered fields."""
-    store, data = filtered
-    if indexed:
-        for f, kind in INDEXES.items():
-            store.create_payload_index("c", f, kind)
-            store.create_payload_index("c", f, kind)  # idempotent
-    flt, pred = FILTER_CASES[case]
-    expected = {f"p{i}" for i in range(N_FILTER) if pred(_payload(i), i)}
-    assert 0 < len(expected) <= N_FILTER, "test data must exercise the filter"
-    assert store.count("c", filter=flt) == len(expected)
-    hits = store.search("c", data[0], top_k=N_FILTER, filter=flt)
-    assert {h.id for h in hits} == expected
-    # filtered ranking is still the exact cosine ranking restricted to the matching points
-    idx = np.array(sorted(int(e[1:]) for e in expected))
-    order, _ = exact_topk(data[idx], data[0], 5)
-    assert [h.id for h in hits[:5]] == [f"p{idx[o]}" for o in order]
-
-
-def test_create_payload_index_validation(store):
-    make(store)
-    with pytest.raises(CollectionNotFound):
-        store.create_payload_index("nope", "tags", "keyword")
-    for field, kind in (("tags", "geo"), ("tags", 5), ("", "keyword"), ("_omnivec_id", "keyword")):
-        with pytest.raises(InvalidRequest):
-            store.create_payload_index("c", field, kind)
-    store.create_payload_index("c", "Tags", "KEYWORD")
-
-
-def test_match_is_type_strict(store):
-    """true is not 1, 1 is not 1.0, "1" is not 1: both engines agree (qdrant_edge needs a workaround)."""
-    make(store, dim=2)
-    values = {"a": True, "b": 1, "c": False, "d": 0, "e": [True, 2], "f": 1.0, "g": "1"}
-    store.upsert("c", [Point(k, [1, 0], {"x": v}) for k, v in values.items()])
-    cases = [
-        ({"match": {"value": True}}, {"a", "e"}),
-        ({"match": {"value": 1}}, {"b"}),
-        ({"match": {"value": False}}, {"c"}),
-        ({"match": {"value": 0}}, {"d"}),
-        ({"match": {"value": "1"}}, {"g"}),
-        ({"match": {"any": [1, 2]}}, {"b", "e"}),
-        ({"range": {"gte": 1}}, {"b", "e", "f"}),
-    ]
-    for cond, expected in cases:
-        flt = {"must": [{"key": "x", **cond}]}
-        assert {h.id for h in store.search("c", [1, 0], top_k=10, filter=flt)} == expected, cond
-        assert store.count("c", filter=flt) == len(expected)
-
-
-BAD_FILTERS = [
-    [],
-    "tags=x",
-    {"must": "x"},
-    {"musts": []},
-    {"must": [{"key": "tags"}]},
-    {"must": [{"key": "tags", "match": {"value": 1.5}}]},
-    {"must": [{"key": "tags", "match": {"value": ["a"]}}]},
-    {"must": [{"key": "tags", "match": {"text": "a"}}]},
-    {"must": [{"key": "tags", "match": {"any": []}}]},
-    {"must": [{"key": "tags", "match": {"any": ["a", 1]}}]},
-    {"must": [{"key": "tags", "match": {"value": "a", "any": ["b"]}}]},
-    {"must": [{"key": "year", "range": {"gte": "2000"}}]},
-    {"must": [{"key": "year", "range": {"from": 1}}]},
-    {"must": [{"key": "year", "range": {}}]},
-    {"must": [{"key": "year", "range": {"gte": 1}, "match": {"value": 1}}]},
-    {"must": [{"key": "", "match": {"value": "a"}}]},
-    {"must": [{"key": 5, "match": {"value": "a"}}]},
-    {"must": [{"key": "_omnivec_id", "match": {"value": "a"}}]},
-    {"must": [{"has_id": "p1"}]},
-    {"must": [{"has_id": [1, 2]}]},
-    {"must": [{"has_id": []}]},
-    {"must": [{"geo_radius": {"center": {"lon": 0, "lat": 0}, "radius": 1}}]},
-    {"must": [{"is_empty": "opt"}]},
-    {"must": [{"nested": {"key": "items"}}]},
-    {"must": [{}]},
-    {"must": [["a"]]},
-    {"min_should": {"conditions": [], "min_count": -1}},
-]
-
-
-@pytest.mark.parametrize("bad", BAD_FILTERS, ids=[str(i) for i in range(len(BAD_FILTERS))])
-def test_invalid_filter(filtered, bad):
-    store, data = filtered
-    for call in (
-        lambda: store.search("c", data[0], filter=bad),
-        lambda: store.count("c", filter=bad),
-        lambda: store.delete_points("c", filter=bad),
-    ):
-        with pytest.raises(InvalidFilter) as ei:
-            call()
-        assert "Example of a valid filter" in str(ei.value)
-    assert store.count("c") == N_FILTER
-
-
-# ------------------------------------------------------------------------------------------------
 # Validation
 # ------------------------------------------------------------------------------------------------
 
@@ -528,27 +294,6 @@ def test_invalid_vectors(store):
 # ------------------------------------------------------------------------------------------------
 # Deletes, counts, existing ids
 # ------------------------------------------------------------------------------------------------
-
-
-def test_delete_by_ids_and_filter(filtered):
-    store, data = filtered
-    assert store.delete_points("c", ids=["p0", "p1", "absent"]) == 2
-    assert store.count("c") == N_FILTER - 2
-    assert store.delete_points("c", ids=["p0"]) == 0
-    assert store.delete_points("c", ids=[]) == 0
-    red = {"must": [{"key": "meta.color", "match": {"value": "red"}}]}
-    n_red = store.count("c", filter=red)
-    assert n_red == sum(1 for i in range(2, N_FILTER) if i % 3 == 0)
-    assert store.delete_points("c", filter=red) == n_red
-    assert store.count("c", filter=red) == 0
-    assert store.count("c") == N_FILTER - 2 - n_red
-    # ids AND filter: only the listed ids that match are deleted
-    green = {"must": [{"key": "meta.color", "match": {"value": "green"}}]}
-    assert store.delete_points("c", ids=["p4", "p5", "p7"], filter=green) == 2  # p4, p7 are green
-    assert store.existing_ids("c", ["p4", "p5", "p7"]) == {"p5"}
-    assert all(h.id not in {"p0", "p1", "p4", "p7"} for h in store.search("c", data[0], top_k=N_FILTER))
-    with pytest.raises(InvalidRequest):
-        store.delete_points("c")
 
 
 def test_existing_ids_for_resumable_indexing(store):
@@ -600,16 +345,6 @@ def test_concurrent_writers_and_readers(store):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["edge", "qdrant"])
-def ann_store(request, tmp_path):
-    """Like `store`, but Edge builds a real HNSW index even for a small test collection."""
-    if request.param == "edge":
-        s = _edge(tmp_path / "idx", indexing_threshold_kb=50, full_scan_threshold_kb=10, hnsw_ef=64)
-    else:
-        s = QdrantIndexStore(QdrantClient(":memory:"))
-    yield s
-    s.close()
-
 
 def test_optimize_then_search_still_correct(ann_store):
     store = ann_store
@@ -640,197 +375,6 @@ def test_optimize_then_search_still_correct(ann_store):
     assert store.search("c", queries[0], top_k=1)[0].id == "new"
     assert store.delete_points("c", ids=["p0"]) == 1
     assert store.count("c") == 1500
-
-
-# ------------------------------------------------------------------------------------------------
-# Edge only: persistence, optimize concurrency, exclusive data dir
-# ------------------------------------------------------------------------------------------------
-
-
-def test_edge_persistence_across_close_and_reopen(tmp_path):
-    d = tmp_path / "idx"
-    s = _edge(d)
-    a = make(s, "a", extra={"k": [1, "2"]})
-    make(s, "b", dim=4)
-    data = clustered(60, seed=31)
-    fill(s, "a", data, payload=lambda i: {"i": i, "tag": "x" if i % 2 else "y"})
-    s.delete_points("a", ids=["p0"])
-    s.delete_points("a", filter={"must": [{"key": "tag", "match": {"value": "y"}}], "must_not": [{"has_id": ["p2"]}]})
-    s.upsert("b", [Point("u-ñ", [1, 2, 3, 4], {"z": 1})])
-    s.close()
-    s.close()  # idempotent
-    with pytest.raises(IndexStoreError):
-        s.count("a")
-
-    s2 = _edge(d)
-    try:
-        assert [c.name for c in s2.list_collections()] == ["a", "b"]
-        got = s2.get_collection("a")
-        assert (got.dim, got.space_id, got.model, got.created_at, got.extra) == (DIM, "space-a", "m-1", a.created_at, {"k": [1, "2"]})
-        assert got.count == 31  # 30 odd + p2
-        assert s2.existing_ids("a", ["p0", "p1", "p2", "p4"]) == {"p1", "p2"}
-        assert s2.retrieve("a", ["p3"])[0].payload == {"i": 3, "tag": "x"}
-        assert s2.search("a", data[5], top_k=1)[0].id == "p5"
-        assert s2.retrieve("b", ["u-ñ"])[0].payload == {"z": 1}
-        s2.upsert("a", [Point("later", data[0], {})])
-        s2.optimize("a")
-        with pytest.raises(CollectionExists):
-            make(s2, "a")
-    finally:
-        s2.close()
-    s3 = _edge(d)
-    try:
-        assert s3.count("a") == 32 and s3.count("b") == 1
-        s3.delete_collection("b")
-    finally:
-        s3.close()
-    s4 = _edge(d)
-    try:
-        assert [c.name for c in s4.list_collections()] == ["a"]
-        assert s4.search("a", data[0], top_k=1)[0].id == "later"
-    finally:
-        s4.close()
-
-
-def test_edge_data_dir_is_exclusive(tmp_path):
-    s = _edge(tmp_path / "idx")
-    make(s, "a")
-    try:
-        with pytest.raises(IndexStoreError, match="another omnivec process"):
-            _edge(tmp_path / "idx")
-    finally:
-        s.close()
-
-
-def test_edge_interrupted_create_is_ignored_and_reusable(tmp_path):
-    d = tmp_path / "idx"
-    (d / "half").mkdir(parents=True)
-    (d / "half" / "junk").write_text("x")
-    s = _edge(d)
-    try:
-        assert s.list_collections() == []
-        make(s, "half")
-        assert s.count("half") == 0
-    finally:
-        s.close()
-
-
-def test_edge_optimize_does_not_block_searches_and_keeps_concurrent_writes(tmp_path, monkeypatch):
-    # Slow the optimizer child down so that searches and writes certainly overlap with it.
-    monkeypatch.setattr(edge_mod, "_OPTIMIZE_CHILD", "import time; time.sleep(1.5)\n" + edge_mod._OPTIMIZE_CHILD)
-    s = _edge(tmp_path / "idx", indexing_threshold_kb=50, full_scan_threshold_kb=10)
-    try:
-        make(s, "c", dim=32)
-        data = clustered(1200, dim=32, seed=41)
-        fill(s, "c", data[:1000])
-        done = threading.Event()
-        errors: list[BaseException] = []
-
-        def run():
-            try:
-                s.optimize("c")
-            except BaseException as e:  # pragma: no cover
-                errors.append(e)
-            finally:
-                done.set()
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 30
-        while s._collections["c"].journal is None and not done.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not done.is_set(), "optimize finished before the test could overlap with it"
-        # Writes during the build: new points, a delete by id, a delete by filter, a re-upsert.
-        s.upsert("c", [Point(f"p{i}", data[i], {"i": i, "late": True}) for i in range(1000, 1200)])
-        assert s.delete_points("c", ids=["p1"]) == 1
-        assert s.delete_points("c", filter={"must": [{"has_id": ["p2", "p3"]}]}) == 2
-        s.upsert("c", [Point("p4", data[4], {"i": 4, "rewritten": True})])
-        searches = 0
-        while not done.is_set() and searches < 10_000:
-            assert s.search("c", data[1100], top_k=1)[0].id == "p1100"
-            searches += 1
-        t.join(timeout=120)
-        assert not errors, errors
-        assert searches > 0, "no search completed while optimize() was running"
-        info = s._collections["c"].shard.info()
-        assert info.indexed_vectors_count > 0
-        assert s._collections["c"].meta["generation"] == 1
-        assert s.count("c") == 1200 - 3
-        assert s.existing_ids("c", ["p1", "p2", "p3", "p4", "p1199"]) == {"p4", "p1199"}
-        assert s.retrieve("c", ["p4"])[0].payload == {"i": 4, "rewritten": True}
-        assert s.count("c", filter={"must": [{"key": "late", "match": {"value": True}}]}) == 200
-        assert sorted(p.name for p in (tmp_path / "idx" / "c").iterdir()) == ["collection.json", "shard-1"]
-    finally:
-        s.close()
-    s2 = _edge(tmp_path / "idx")  # the swapped-in shard is what reopens
-    try:
-        assert s2.count("c") == 1197
-        assert s2.search("c", data[1150], top_k=1)[0].id == "p1150"
-    finally:
-        s2.close()
-
-
-def test_edge_delete_collection_during_optimize(tmp_path, monkeypatch):
-    monkeypatch.setattr(edge_mod, "_OPTIMIZE_CHILD", "import time; time.sleep(30)\n" + edge_mod._OPTIMIZE_CHILD)
-    s = _edge(tmp_path / "idx")
-    try:
-        make(s, "c")
-        fill(s, "c", clustered(50))
-        errors: list[BaseException] = []
-        t = threading.Thread(target=lambda: _catch(errors, s.optimize, "c"))
-        t.start()
-        deadline = time.monotonic() + 30
-        while s._collections["c"].proc is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        s.delete_collection("c")
-        t.join(timeout=30)
-        assert not t.is_alive()
-        assert len(errors) == 1 and isinstance(errors[0], CollectionNotFound)
-        assert s.list_collections() == []
-        make(s, "c")
-        assert s.count("c") == 0
-    finally:
-        s.close()
-
-
-def _catch(errors, fn, *args):
-    try:
-        fn(*args)
-    except BaseException as e:
-        errors.append(e)
-
-
-# ------------------------------------------------------------------------------------------------
-# Qdrant only
-# ------------------------------------------------------------------------------------------------
-
-
-def test_qdrant_ignores_foreign_collections():
-    from qdrant_client import models as m
-
-    client = QdrantClient(":memory:")
-    client.create_collection("foreign", vectors_config=m.VectorParams(size=4, distance=m.Distance.COSINE))
-    s = QdrantIndexStore(client)
-    make(s, "ours", dim=4)
-    assert [c.name for c in s.list_collections()] == ["ours"]
-    with pytest.raises(CollectionNotFound):
-        s.get_collection("foreign")
-    with pytest.raises(CollectionNotFound):
-        s.delete_collection("foreign")
-    assert client.collection_exists("foreign")
-    meta = client.get_collection("ours").config.metadata["omnivec"]
-    assert meta["dim"] == 4 and meta["space_id"] == "space-a"
-    s.upsert("ours", [Point("a", [1, 0, 0, 0], {"x": 1})])
-    rec = client.retrieve("ours", [point_uuid("a")], with_payload=True)[0]
-    assert rec.payload == {"x": 1, ID_KEY: "a"}
-    s.close()
-
-
-def test_qdrant_from_settings_memory():
-    s = QdrantIndexStore.from_settings(":memory:", api_key=None, prefer_grpc=False, timeout=5)
-    make(s, "c", dim=2)
-    assert s.get_collection("c").dim == 2
-    s.close()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ Manifest rows have `path` (an image or audio file, relative to the manifest's fo
 optional `id`, and any other columns, which become the item's payload (CSV cells that look like
 numbers or booleans are stored as such, so range and match filters work on them; a JSONL row may
 also carry a `payload` object). File items also get `path` in their payload, so search results
-say which file they are. A file's modality comes from its extension (audio: .wav .flac .ogg .opus
-.mp3; anything else is sent as an image, whose decoder then names the problem).
+say which file they are. A file's modality comes from its extension (`media.AUDIO_SUFFIXES`;
+anything else is sent as an image, whose decoder then names the problem).
+
+`manifest_rows` is the one CSV/JSONL manifest reader: the CLI's `omnivec index`, the server's demo
+collection and the fine-tune data readers all read manifests through it. Framework-free.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from omnivec.server.mediatype import AUDIO_SUFFIXES, IMAGE_SUFFIXES, suffix_modality
+from .media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MEDIA_SUFFIXES, suffix_modality
 
-MEDIA_SUFFIXES = IMAGE_SUFFIXES + AUDIO_SUFFIXES
+MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 RESERVED_COLUMNS = ("path", "text", "id", "payload")
 
 
-class SourceError(Exception):
+class SourceError(ValueError):
     """The source cannot be read; the message names the file and line."""
 
 
@@ -68,28 +71,39 @@ def _row_item(row: dict, base: Path, where: str) -> SourceItem:
     return SourceItem(label=where, text=str(text), id=row.get("id") or None, payload=payload)
 
 
-def _csv_items(path: Path) -> Iterator[SourceItem]:
+def manifest_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """(where, row) for every row of a CSV or JSONL manifest: `where` is "file.csv:12"; CSV cells stay strings."""
+    if MANIFEST_SUFFIXES.get(path.suffix.lower()) == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            for line, text in enumerate(f, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise SourceError(f"{path.name}:{line} is not valid JSON ({exc})") from exc
+                if not isinstance(row, dict):
+                    raise SourceError(f"{path.name}:{line} must be a JSON object")
+                yield f"{path.name}:{line}", row
+        return
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "text"} & set(reader.fieldnames):
-            raise SourceError(f"{path}: the header needs a `path` or `text` column (plus optional `id` and payload columns)")
-        for line, row in enumerate(reader, start=2):
-            cells = {k: (_cell(v) if k not in RESERVED_COLUMNS else v) for k, v in row.items() if k is not None}
-            yield _row_item(cells, path.parent, f"{path.name}:{line}")
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            yield f"{path.name}:{line}", {k: v for k, v in row.items() if k is not None}
 
 
-def _jsonl_items(path: Path) -> Iterator[SourceItem]:
-    with open(path, encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path.name}:{line} is not valid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise SourceError(f"{path.name}:{line} must be a JSON object")
-            yield _row_item(row, path.parent, f"{path.name}:{line}")
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def _manifest_items(path: Path) -> Iterator[SourceItem]:
+    is_csv = MANIFEST_SUFFIXES[path.suffix.lower()] == "csv"
+    if is_csv and not {"path", "text"} & set(_csv_header(path)):
+        raise SourceError(f"{path}: the header needs a `path` or `text` column (plus optional `id` and payload columns)")
+    for where, row in manifest_rows(path):
+        if is_csv:  # cells that look like numbers or booleans become them, so filters work on them
+            row = {k: (_cell(v) if k not in RESERVED_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+        yield _row_item(row, path.parent, where)
 
 
 def _file_item(path: Path) -> SourceItem:
@@ -100,11 +114,8 @@ def read_source(source: str) -> list[SourceItem]:
     """Every item of a file, directory (recursive), glob, CSV or JSONL, in a stable order."""
     path = Path(source)
     if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            return list(_csv_items(path))
-        if suffix in (".jsonl", ".ndjson"):
-            return list(_jsonl_items(path))
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            return list(_manifest_items(path))
         return [_file_item(path)]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)

@@ -1,0 +1,204 @@
+"""Edge only: persistence, optimize concurrency (copy in a child process), exclusive data dir."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from omnivec.server.index import (
+    CollectionExists,
+    CollectionNotFound,
+    IndexStoreError,
+    Point,
+)
+from omnivec.server.index import edge_optimizer as edge_mod
+from tests.server.index.support import DIM, _edge, clustered, fill, make
+
+
+# ------------------------------------------------------------------------------------------------
+# Edge only: persistence, optimize concurrency, exclusive data dir
+# ------------------------------------------------------------------------------------------------
+
+
+def test_edge_persistence_across_close_and_reopen(tmp_path):
+    d = tmp_path / "idx"
+    s = _edge(d)
+    a = make(s, "a", extra={"k": [1, "2"]})
+    make(s, "b", dim=4)
+    data = clustered(60, seed=31)
+    fill(s, "a", data, payload=lambda i: {"i": i, "tag": "x" if i % 2 else "y"})
+    s.delete_points("a", ids=["p0"])
+    s.delete_points("a", filter={"must": [{"key": "tag", "match": {"value": "y"}}], "must_not": [{"has_id": ["p2"]}]})
+    s.upsert("b", [Point("u-ñ", [1, 2, 3, 4], {"z": 1})])
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(IndexStoreError):
+        s.count("a")
+
+    s2 = _edge(d)
+    try:
+        assert [c.name for c in s2.list_collections()] == ["a", "b"]
+        got = s2.get_collection("a")
+        assert (got.dim, got.space_id, got.model, got.created_at, got.extra) == (DIM, "space-a", "m-1", a.created_at, {"k": [1, "2"]})
+        assert got.count == 31  # 30 odd + p2
+        assert s2.existing_ids("a", ["p0", "p1", "p2", "p4"]) == {"p1", "p2"}
+        assert s2.retrieve("a", ["p3"])[0].payload == {"i": 3, "tag": "x"}
+        assert s2.search("a", data[5], top_k=1)[0].id == "p5"
+        assert s2.retrieve("b", ["u-ñ"])[0].payload == {"z": 1}
+        s2.upsert("a", [Point("later", data[0], {})])
+        s2.optimize("a")
+        with pytest.raises(CollectionExists):
+            make(s2, "a")
+    finally:
+        s2.close()
+    s3 = _edge(d)
+    try:
+        assert s3.count("a") == 32 and s3.count("b") == 1
+        s3.delete_collection("b")
+    finally:
+        s3.close()
+    s4 = _edge(d)
+    try:
+        assert [c.name for c in s4.list_collections()] == ["a"]
+        assert s4.search("a", data[0], top_k=1)[0].id == "later"
+    finally:
+        s4.close()
+
+
+def test_edge_data_dir_is_exclusive(tmp_path):
+    s = _edge(tmp_path / "idx")
+    make(s, "a")
+    try:
+        with pytest.raises(IndexStoreError, match="another omnivec process"):
+            _edge(tmp_path / "idx")
+    finally:
+        s.close()
+
+
+def test_edge_interrupted_create_is_ignored_and_reusable(tmp_path):
+    d = tmp_path / "idx"
+    (d / "half").mkdir(parents=True)
+    (d / "half" / "junk").write_text("x")
+    s = _edge(d)
+    try:
+        assert s.list_collections() == []
+        make(s, "half")
+        assert s.count("half") == 0
+    finally:
+        s.close()
+
+
+def test_edge_optimize_does_not_block_searches_and_keeps_concurrent_writes(tmp_path, monkeypatch):
+    # Slow the optimizer child down so that searches and writes certainly overlap with it.
+    monkeypatch.setattr(edge_mod, "_OPTIMIZE_CHILD", "import time; time.sleep(1.5)\n" + edge_mod._OPTIMIZE_CHILD)
+    s = _edge(tmp_path / "idx", indexing_threshold_kb=50, full_scan_threshold_kb=10)
+    try:
+        make(s, "c", dim=32)
+        data = clustered(1200, dim=32, seed=41)
+        fill(s, "c", data[:1000])
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                s.optimize("c")
+            except BaseException as e:  # pragma: no cover
+                errors.append(e)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=run)
+        t.start()
+        deadline = time.monotonic() + 30
+        while s._collections["c"].journal is None and not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not done.is_set(), "optimize finished before the test could overlap with it"
+        # Writes during the build: new points, a delete by id, a delete by filter, a re-upsert.
+        s.upsert("c", [Point(f"p{i}", data[i], {"i": i, "late": True}) for i in range(1000, 1200)])
+        assert s.delete_points("c", ids=["p1"]) == 1
+        assert s.delete_points("c", filter={"must": [{"has_id": ["p2", "p3"]}]}) == 2
+        s.upsert("c", [Point("p4", data[4], {"i": 4, "rewritten": True})])
+        searches = 0
+        while not done.is_set() and searches < 10_000:
+            assert s.search("c", data[1100], top_k=1)[0].id == "p1100"
+            searches += 1
+        t.join(timeout=120)
+        assert not errors, errors
+        assert searches > 0, "no search completed while optimize() was running"
+        info = s._collections["c"].shard.info()
+        assert info.indexed_vectors_count > 0
+        assert s._collections["c"].meta["generation"] == 1
+        assert s.count("c") == 1200 - 3
+        assert s.existing_ids("c", ["p1", "p2", "p3", "p4", "p1199"]) == {"p4", "p1199"}
+        assert s.retrieve("c", ["p4"])[0].payload == {"i": 4, "rewritten": True}
+        assert s.count("c", filter={"must": [{"key": "late", "match": {"value": True}}]}) == 200
+        assert sorted(p.name for p in (tmp_path / "idx" / "c").iterdir()) == ["collection.json", "shard-1"]
+    finally:
+        s.close()
+    s2 = _edge(tmp_path / "idx")  # the swapped-in shard is what reopens
+    try:
+        assert s2.count("c") == 1197
+        assert s2.search("c", data[1150], top_k=1)[0].id == "p1150"
+    finally:
+        s2.close()
+
+
+def test_edge_delete_collection_during_optimize(tmp_path, monkeypatch):
+    monkeypatch.setattr(edge_mod, "_OPTIMIZE_CHILD", "import time; time.sleep(30)\n" + edge_mod._OPTIMIZE_CHILD)
+    s = _edge(tmp_path / "idx")
+    try:
+        make(s, "c")
+        fill(s, "c", clustered(50))
+        errors: list[BaseException] = []
+        t = threading.Thread(target=lambda: _catch(errors, s.optimize, "c"))
+        t.start()
+        deadline = time.monotonic() + 30
+        while s._collections["c"].proc is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s.delete_collection("c")
+        t.join(timeout=30)
+        assert not t.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], CollectionNotFound)
+        assert s.list_collections() == []
+        make(s, "c")
+        assert s.count("c") == 0
+    finally:
+        s.close()
+
+
+def _catch(errors, fn, *args):
+    try:
+        fn(*args)
+    except BaseException as e:
+        errors.append(e)
+
+
+
+
+def test_an_engine_failure_is_500_index_failed_and_logged(tmp_path, caplog):
+    """qdrant_edge raises bare exceptions; one the base did not foresee becomes index_failed, with the cause logged."""
+    from omnivec.server.index.errors import IndexFailed
+
+    store = _edge(tmp_path / "idx")
+    make(store)
+    fill(store, "c", clustered(5))
+
+    class BrokenShard:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def query(self, request):
+            raise RuntimeError("segment checksum mismatch")
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    store._collections["c"].shard = BrokenShard(store._collections["c"].shard)
+    with pytest.raises(IndexFailed) as info:
+        store.search("c", clustered(1)[0])
+    assert (info.value.status, info.value.code.value) == (500, "index_failed") and "segment checksum mismatch" in info.value.message
+    assert any("index engine failed" in r.message and r.exc_info for r in caplog.records)
+    store._collections["c"].shard = store._collections["c"].shard.inner
+    store.close()
