@@ -7,7 +7,6 @@ body here and validate it with the same pydantic models the OpenAPI documents.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeVar
 
 from fastapi import Request
@@ -17,6 +16,7 @@ from starlette.datastructures import UploadFile
 from ..errors import ErrorCode, OmnivecError
 from ..settings import LimitsSettings
 from ..mediatype import MEDIA_MODALITIES
+from .json_limits import loads_bounded
 from .media import check_content_type, check_size, detect_modality
 
 M = TypeVar("M", bound=BaseModel)
@@ -51,8 +51,8 @@ def validated(model: type[M], raw: Any, where: str = "") -> M:
 
 def parse_json(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return loads_bounded(text)
+    except ValueError as exc:  # JSONDecodeError, and JsonBodyError for deep nesting, huge or non-finite numbers
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{what} is not valid JSON ({exc})") from exc
 
 

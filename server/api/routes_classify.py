@@ -19,8 +19,9 @@ from .schemas import (
     LabelSetOut,
     LabelSetsResponse,
 )
+from .json_limits import BoundedJsonRoute
 
-router = APIRouter(tags=["classification"])
+router = APIRouter(tags=["classification"], route_class=BoundedJsonRoute)
 UPLOAD_FIELDS = ("images", "image", "audios", "audio", "files")  # each part may be an image or an audio file
 
 CLASSIFY_BODY = {

@@ -30,8 +30,9 @@ from .schemas import (
     ScrollRequest,
     ScrollResponse,
 )
+from .json_limits import BoundedJsonRoute
 
-router = APIRouter(tags=["collections"])
+router = APIRouter(tags=["collections"], route_class=BoundedJsonRoute)
 UPLOAD_FIELDS = ("files", "images", "audios")  # any of them may carry image or audio files
 
 

@@ -20,8 +20,9 @@ from .bodies import read_upload, upload_label
 from .disconnect import cancel_on_disconnect
 from .media import decode_media_string
 from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
+from .json_limits import BoundedJsonRoute, loads_bounded
 
-router = APIRouter()
+router = APIRouter(route_class=BoundedJsonRoute)
 
 LIST_FIELDS = {"texts": "text", "images": "image", "audios": "audio"}  # JSON lists, in default output order
 FORM_FIELDS = {**LIST_FIELDS, "text": "text", "image": "image", "audio": "audio"}  # multipart accepts both spellings
@@ -69,7 +70,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
     if not body.strip():
         raise OmnivecError(ErrorCode.EMPTY_REQUEST, "the request body is empty; send {\"texts\": [...]}, {\"images\": [...]} and/or {\"audios\": [...]}")
     try:
-        raw = json.loads(body)
+        raw = loads_bounded(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"the body is not valid JSON ({exc}); send a JSON object") from exc
     if not isinstance(raw, dict):

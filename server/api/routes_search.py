@@ -8,8 +8,9 @@ from ..errors import ErrorCode, OmnivecError
 from ..services.search import SearchOptions, SearchQuery, SearchService
 from .bodies import app_state, body_kind, form_json, json_object, read_upload, upload_label, validated
 from .schemas import SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
+from .json_limits import BoundedJsonRoute
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=BoundedJsonRoute)
 
 SEARCH_BODY = {
     "requestBody": {

@@ -8,8 +8,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import ErrorCode, OmnivecError
 from .schemas import ModelInfo, ModelsResponse, TowerInfo
+from .json_limits import BoundedJsonRoute
 
-router = APIRouter()
+router = APIRouter(route_class=BoundedJsonRoute)
 
 
 @router.get("/healthz", summary="Liveness: the process is up")
