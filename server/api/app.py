@@ -35,7 +35,7 @@ from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_openai, routes_search, routes_system
 from .auth import ApiKeyAuth, parse_keys
 from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
-from .schemas import AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
+from .schemas import NAME_RULE, AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
 from .schemas_openai import LIMIT, EmbeddingsRequest, OpenAIErrorResponse
 
 log = logging.getLogger("omnivec")
@@ -146,12 +146,15 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(found[min(found)]) if found else []
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(request: Request, exc: RequestValidationError) -> str:
     parts = []
     for e in exc.errors()[:5]:
         where = ".".join(str(p) for p in e.get("loc", ()))
         if e.get("type") == "json_invalid":  # FastAPI's JSON parse error: the reason is in ctx
             parts.append(f"the body is not acceptable JSON: {(e.get('ctx') or {}).get('error', 'JSON decode error')}")
+        elif tuple(e.get("loc", ())) == ("path", "name"):
+            what = "label set" if request.url.path.startswith("/v1/labelsets/") else "collection"
+            parts.append(f"invalid {what} name {e.get('input')!r}: use {NAME_RULE} (e.g. 'photos_2024')")
         else:
             parts.append(f"{where}: {e.get('msg')}")
     return "; ".join(parts)
@@ -164,7 +167,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        err = OmnivecError(ErrorCode.INVALID_REQUEST, _validation_message(exc) or "invalid request")
+        err = OmnivecError(ErrorCode.INVALID_REQUEST, _validation_message(request, exc) or "invalid request")
         return error_response(request.url.path, err)
 
     @app.exception_handler(StarletteHTTPException)

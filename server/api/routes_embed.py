@@ -18,9 +18,10 @@ from ..services.embedding import EmbeddingService
 from ..settings import LimitsSettings
 from .bodies import read_upload, upload_label
 from .disconnect import cancel_on_disconnect
-from .media import decode_media_string
-from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 from .json_limits import BoundedJsonRoute, loads_bounded
+from .media import decode_media_string
+from .responses import MODEL_INPUTS, STARTING, VALIDATED, route_errors
+from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 
 router = APIRouter(route_class=BoundedJsonRoute)
 
@@ -205,6 +206,7 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
             },
         }
     },
+    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS),
 )
 async def embed(request: Request) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request
 from ..errors import ErrorCode, OmnivecError
 from ..services.search import SearchOptions, SearchQuery, SearchService
 from .bodies import app_state, body_kind, form_json, json_object, read_upload, upload_label, validated
-from .schemas import SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
 from .json_limits import BoundedJsonRoute
+from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
+from .schemas import CollectionName, SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"], route_class=BoundedJsonRoute)
 
@@ -84,8 +85,11 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
     "All modalities share one space: text->audio, audio->image and audio->audio work like text->image. "
     "Text/image/audio/URL queries need the collection to be in the loaded model's space (409 otherwise).",
     openapi_extra=SEARCH_BODY,
+    responses=route_errors(
+        VALIDATED, STARTING, COLLECTION, MODEL_INPUTS, URL_INPUTS, (ErrorCode.SPACE_MISMATCH, ErrorCode.INVALID_FILTER, ErrorCode.DIMENSION_MISMATCH, ErrorCode.ITEM_NOT_FOUND)
+    ),
 )
-async def search(request: Request, name: str) -> SearchResponse:
+async def search(request: Request, name: CollectionName) -> SearchResponse:
     service: SearchService = app_state(request, "search")
     query, options = await _parse(request)
     hits = await service.search(name, query, options)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..index.store import _NAME_RE
+
 INPUT_MODALITIES = ("text", "image", "audio")
+NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; label set names follow it too
+NAME_RULE = "1-128 characters from letters, digits, '_', '-', '.', starting with a letter or digit"
+CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the collection: {NAME_RULE}")]
+LabelSetName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the label set: {NAME_RULE}")]
 AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 
 
@@ -106,6 +113,21 @@ class ModelsResponse(BaseModel):
     data: list[ModelInfo]
 
 
+class DeletedOut(BaseModel):
+    name: str
+    deleted: bool
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready; else loading, or indexing the demo collection (with 503)")
+    model: str | None = None
+    demo: str | None = Field(None, description="the demo collection's item count, or that indexing it failed")
+
+
 class ErrorBody(BaseModel):
     code: str
     status: int
@@ -193,7 +215,7 @@ class AddItemsResponse(BaseModel):
 
 class CreateCollectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(examples=["photos"], description="1-128 of letters, digits, '_', '-', '.'; starts with a letter or digit")
+    name: str = Field(examples=["photos"], pattern=NAME_PATTERN, description=NAME_RULE)
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form metadata kept with the collection")
     payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
