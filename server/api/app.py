@@ -35,8 +35,9 @@ from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_openai, routes_search, routes_system
 from .auth import ApiKeyAuth, parse_keys
 from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
-from .schemas import NAME_RULE, AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
-from .schemas_openai import LIMIT, EmbeddingsRequest, OpenAIErrorResponse
+from .routes_collections import FileItemMeta
+from .schemas import LIMIT, NAME_RULE, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
+from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
 
 log = logging.getLogger("omnivec")
 
@@ -202,7 +203,10 @@ def _openapi(app: FastAPI) -> dict:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EmbedRequest, ErrorResponse, AddItemsRequest, SearchRequest, ClassifyRequest, EmbeddingsRequest, OpenAIErrorResponse):
+    for model in (
+        EmbedRequest, ErrorResponse, AddItemsRequest, SearchRequest, SearchOptionsIn, ClassifyRequest, ClassifyOptionsIn, FileItemMeta,
+        EmbeddingsRequest, OpenAIErrorResponse,
+    ):  # fmt: skip
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body

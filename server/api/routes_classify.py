@@ -43,9 +43,11 @@ CLASSIFY_BODY = {
                             "description": "audio files (WAV, FLAC, OGG/Vorbis, Opus, MP3); any upload field (`images`, `audios`, `files`) "
                             "is recognised by its declared type, else its extension, else its magic bytes",
                         },
-                        "params": {"type": "string", "description": 'JSON object of the other ClassifyRequest fields, e.g. {"labels": ["cat", "dog"]}'},
+                        "params": {"$ref": "#/components/schemas/ClassifyOptionsIn"},
                     },
-                }
+                    "required": ["params"],
+                },
+                "encoding": {"params": {"contentType": "application/json"}},
             },
         },
     }

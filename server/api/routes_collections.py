@@ -220,10 +220,16 @@ ITEMS_BODY = {
                             "description": "image or audio files (field names `images` and `audios` work too); each file's modality comes "
                             "from its declared type (image/*, audio/*), else its extension, else its magic bytes",
                         },
-                        "items": {"type": "string", "description": 'JSON array: items[i] = {"id"?: str, "payload"?: {...}} for the i-th file'},
-                        "payload": {"type": "string", "description": "JSON object added to every file's payload (its own payload wins)"},
+                        "items": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/FileItemMeta"},
+                            "description": "items[i] = the id and payload of the i-th file (as many entries as files)",
+                        },
+                        "payload": {"type": "object", "description": "added to every file's payload (its own payload wins)"},
                     },
-                }
+                    "required": ["files"],
+                },
+                "encoding": {"items": {"contentType": "application/json"}, "payload": {"contentType": "application/json"}},
             },
         },
     }

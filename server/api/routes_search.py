@@ -29,9 +29,11 @@ SEARCH_BODY = {
                             "description": "the query audio file (WAV, FLAC, OGG/Vorbis, Opus, MP3); either part is recognised "
                             "by its declared type, else its extension, else its magic bytes",
                         },
-                        "params": {"type": "string", "description": 'JSON object of the other SearchRequest fields, e.g. {"top_k": 5, "modality": "image"}'},
+                        "params": {"$ref": "#/components/schemas/SearchOptionsIn"},
                     },
-                }
+                    "oneOf": [{"required": ["image"]}, {"required": ["audio"]}],
+                },
+                "encoding": {"params": {"contentType": "application/json"}},
             },
         },
     }

@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from ..index.store import _NAME_RE
 
 INPUT_MODALITIES = ("text", "image", "audio")
 NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; label set names follow it too
 NAME_RULE = "1-128 characters from letters, digits, '_', '-', '.', starting with a letter or digit"
+LIMIT = "x-omnivec-limit"  # replaced by maxItems/maxLength/maximum/enum from the settings and the model (app._openapi)
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Label = Annotated[str, StringConstraints(pattern=r"\S")]  # not blank
+Template = Annotated[str, StringConstraints(pattern=r"\{\}")]  # has the label slot
+MAX_LABELS = 1000  # as services.zero_shot enforces
+MAX_TEMPLATES = 100
+
+
+def non_empty_one_of(*fields: str) -> dict:
+    """JSON schema: at least one of the list `fields` is given and non-empty (what the server checks by hand)."""
+    return {"anyOf": [{"required": [f], "properties": {f: {"type": "array", "minItems": 1}}} for f in fields]}
+
+
 CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the collection: {NAME_RULE}")]
 LabelSetName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the label set: {NAME_RULE}")]
 AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
@@ -44,17 +57,24 @@ class EmbedInput(BaseModel):
 class EmbedRequest(BaseModel):
     """Texts, images and audio to embed. Output order: `inputs` in order if given, else texts, images, audios."""
 
-    model_config = ConfigDict(extra="forbid")
-    texts: list[str] = Field(default_factory=list, examples=[["a photo of a dog"]])
-    images: list[str] = Field(default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=non_empty_one_of("texts", "images", "audios", "inputs"))
+    texts: list[Annotated[str, Field(json_schema_extra={LIMIT: "max_text_chars"})]] = Field(
+        default_factory=list, examples=[["a photo of a dog"]], json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
+    images: list[str] = Field(
+        default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files", json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
     audios: list[str] = Field(
         default_factory=list,
         description=f"base64 or data: URIs (audio/*) of {AUDIO_FORMATS} files; each is embedded as the renormalised mean of its windows",
+        json_schema_extra={LIMIT: "max_inputs_per_request"},
     )
-    inputs: list[EmbedInput] = Field(default_factory=list, description="mixed inputs whose order the response keeps")
+    inputs: list[EmbedInput] = Field(
+        default_factory=list, description="mixed inputs whose order the response keeps", json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
     encoding: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes, base64-encoded")
-    truncate: bool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
-    audio_windows: bool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
+    truncate: StrictBool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
+    audio_windows: StrictBool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
 
 
 class AudioWindowOut(BaseModel):
@@ -197,7 +217,7 @@ class AddItemsRequest(BaseModel):
     shared by every file, under each file's own payload)."""
 
     model_config = ConfigDict(extra="forbid")
-    items: list[ItemIn]
+    items: list[ItemIn] = Field(min_length=1, json_schema_extra={LIMIT: "max_inputs_per_request"})
 
 
 class ItemErrorOut(BaseModel):
@@ -257,8 +277,16 @@ class CollectionsResponse(BaseModel):
 class DeleteItemsRequest(BaseModel):
     """`ids`, `filter`, or both (then: those ids that match the filter)."""
 
-    model_config = ConfigDict(extra="forbid")
-    ids: list[str] | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+                {"required": ["filter"], "properties": {"filter": {"type": "object", "minProperties": 1}}},
+            ]
+        },
+    )
+    ids: list[NonEmpty] | None = None
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
 
 
@@ -268,7 +296,7 @@ class DeleteItemsResponse(BaseModel):
 
 class ExistsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[str] = Field(max_length=10_000)
+    ids: list[NonEmpty] = Field(max_length=10_000)
 
 
 class ExistsResponse(BaseModel):
@@ -283,7 +311,7 @@ class ScrollRequest(BaseModel):
     cursor: str | None = Field(None, description="next_cursor of the previous page; omit for the first page")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
-    with_vectors: bool = False
+    with_vectors: StrictBool = False
 
 
 class ItemOut(BaseModel):
@@ -330,7 +358,7 @@ class SearchOptionsIn(BaseModel):
     score_threshold: float | None = Field(None, description="keep results with cosine >= this")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
-    with_payload: bool = True
+    with_payload: StrictBool = True
 
 
 class SearchRequest(SearchOptionsIn):
@@ -354,16 +382,26 @@ class SearchResponse(BaseModel):
 
 
 class ClassifyOptionsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    labels: list[str] | None = Field(None, examples=[["cat", "dog", "car"]])
-    labelset: str | None = Field(None, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
-    templates: list[str] | None = Field(
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["labels"], "properties": {"labels": {"type": "array", "minItems": 1}}},
+                {"required": ["labelset"], "properties": {"labelset": {"type": "string"}}},
+            ],
+            "not": {"required": ["labels", "labelset"], "properties": {"labels": {"type": "array", "minItems": 1}, "labelset": {"type": "string"}}},
+        },
+    )
+    labels: list[Label] | None = Field(None, examples=[["cat", "dog", "car"]], max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
+    labelset: str | None = Field(None, pattern=NAME_PATTERN, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
+    templates: list[Template] | None = Field(
         None,
         description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, a sound-template "
         "ensemble for audio, the bare label for texts",
+        max_length=MAX_TEMPLATES,
     )
     top_k: int = Field(5, ge=1, le=1000)
-    multi_label: bool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
+    multi_label: StrictBool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
 
 
 class ClassifyRequest(ClassifyOptionsIn):
@@ -371,7 +409,9 @@ class ClassifyRequest(ClassifyOptionsIn):
     each an image or audio file by its declared type, extension or magic bytes, plus an optional `params` field
     holding the other fields as JSON (inputs given there come first)."""
 
-    inputs: list[InputRef] = Field(default_factory=list)
+    inputs: list[InputRef] = Field(
+        default_factory=list, json_schema_extra={"minItems": 1, LIMIT: "max_inputs_per_request"}, description="at least one in a JSON body"
+    )
 
 
 class LabelScoreOut(BaseModel):
@@ -394,8 +434,8 @@ class ClassifyResponse(BaseModel):
 
 class LabelSetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: list[str]
-    templates: list[str] | None = None
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
+    templates: list[Template] | None = Field(None, max_length=MAX_TEMPLATES)
     description: str = ""
 
 

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .schemas import AUDIO_FORMATS, INPUT_MODALITIES
+from .schemas import AUDIO_FORMATS, INPUT_MODALITIES, LIMIT
 
-LIMIT = "x-omnivec-limit"  # replaced by maxItems/maxLength/maximum/enum from the settings and the model
+# A real 1x1 PNG, so the documented example is a request the server accepts.
+PNG_1X1 = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 
 Text = Annotated[str, StringConstraints(min_length=1), Field(json_schema_extra={LIMIT: "max_text_chars"})]
 
@@ -50,7 +51,7 @@ class EmbeddingsRequest(BaseModel):
     input: Text | Annotated[list[Text | MediaInput], Field(min_length=1, json_schema_extra={LIMIT: "max_inputs_per_request"})] = Field(
         description="a string, or a list of strings and (omnivec extension) objects {\"image\": ...} / {\"audio\": ...} / "
         "{\"text\": ...}; all are embedded into the model's one shared space, in order",
-        examples=["a photo of a dog", ["a photo of a dog", {"image": "data:image/png;base64,iVBORw0KGgo..."}]],
+        examples=["a photo of a dog", ["a photo of a dog", {"image": PNG_1X1}]],
     )
     model: str = Field(description="a served model name (GET /v1/models)", json_schema_extra={LIMIT: "served_models"})
     encoding_format: Literal["float", "base64"] = Field(
