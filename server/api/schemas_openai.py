@@ -57,11 +57,8 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="base64: the little-endian float32 bytes of each vector, base64-encoded (what OpenAI clients ask for by default)"
     )
-    dimensions: int | None = Field(
-        None,
-        ge=1,
-        description="return only the first `dimensions` components, renormalised to unit length; at most the model's dimension",
-        json_schema_extra={LIMIT: "embed_dim"},
+    dimensions: Annotated[int, Field(ge=1, json_schema_extra={LIMIT: "embed_dim"})] | None = Field(
+        None, description="return only the first `dimensions` components, renormalised to unit length; at most the model's dimension"
     )
     user: str | None = Field(None, description="accepted for compatibility and ignored")
 
