@@ -36,7 +36,8 @@ from . import routes_classify, routes_collections, routes_embed, routes_openai, 
 from .auth import ApiKeyAuth, parse_keys
 from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
 from .routes_collections import FileItemMeta
-from .schemas import LIMIT, NAME_RULE, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
+from .bodies import error_text
+from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
 from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
 
 log = logging.getLogger("omnivec")
@@ -153,11 +154,9 @@ def _validation_message(request: Request, exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in e.get("loc", ()))
         if e.get("type") == "json_invalid":  # FastAPI's JSON parse error: the reason is in ctx
             parts.append(f"the body is not acceptable JSON: {(e.get('ctx') or {}).get('error', 'JSON decode error')}")
-        elif tuple(e.get("loc", ())) == ("path", "name"):
-            what = "label set" if request.url.path.startswith("/v1/labelsets/") else "collection"
-            parts.append(f"invalid {what} name {e.get('input')!r}: use {NAME_RULE} (e.g. 'photos_2024')")
         else:
-            parts.append(f"{where}: {e.get('msg')}")
+            what = "label set" if request.url.path.startswith("/v1/labelsets") or where.endswith("labelset") else "collection"
+            parts.append(f"{where}: {error_text(e).replace('invalid name', f'invalid {what} name')}")
     return "; ".join(parts)
 
 

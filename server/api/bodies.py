@@ -18,6 +18,7 @@ from ..settings import LimitsSettings
 from ..mediatype import MEDIA_MODALITIES
 from .json_limits import loads_bounded
 from .media import check_content_type, check_size, detect_modality
+from .schemas import NAME_PATTERN, NAME_RULE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,11 +35,18 @@ def body_kind(request: Request) -> Literal["json", "multipart"]:
     )
 
 
+def error_text(err: Any) -> str:
+    """pydantic's message for one error, with the naming rule spelled out for collection/label set names."""
+    if err.get("type") == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+        return f"invalid name {err.get('input')!r}: use {NAME_RULE} (e.g. 'photos_2024')"
+    return str(err.get("msg"))
+
+
 def validation_message(exc: ValidationError, where: str = "") -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in (where, *err.get("loc", ())) if p != "")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+        parts.append(f"{loc or 'body'}: {error_text(err)}")
     return "; ".join(parts)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -228,3 +230,19 @@ def test_langchain_openai_embeddings_offline(audio_server, no_network):
     np.testing.assert_allclose(query, _native(audio_server.url, texts=[TEXTS[0]])[0], atol=ATOL)
     async_docs = asyncio.run(embeddings.aembed_documents(docs[:3]))
     np.testing.assert_allclose(np.array(async_docs, dtype=np.float32), got[:3], atol=ATOL)
+
+
+def test_readme_openai_example_runs(audio_server, tmp_path):
+    from PIL import Image
+
+    from tests.test_readme import readme_block
+
+    red = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), "red").save(red)
+    code = readme_block("openai", "python").replace("http://127.0.0.1:8000", audio_server.url).replace("omnivec-mini", MODEL)
+    code = code.replace("/tmp/red.png", str(red)).replace("dimensions=128", "dimensions=32")  # the test model is 64-d
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first.startswith("2 ") and int(first.split()[1]) > 4
+    assert second == "[32, 32]"
