@@ -36,9 +36,10 @@ CLASSIFY_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image files"},
+                        "images": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}, "description": "image files"},
                         "audios": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": "audio files (WAV, FLAC, OGG/Vorbis, Opus, MP3); any upload field (`images`, `audios`, `files`) "
                             "is recognised by its declared type, else its extension, else its magic bytes",
@@ -46,6 +47,7 @@ CLASSIFY_BODY = {
                         "params": {"$ref": "#/components/schemas/ClassifyOptionsIn"},
                     },
                     "required": ["params"],
+                    "anyOf": [{"required": ["images"]}, {"required": ["audios"]}],
                 },
                 "encoding": {"params": {"contentType": "application/json"}},
             },

@@ -20,6 +20,12 @@ MAX_LABELS = 1000  # as services.zero_shot enforces
 MAX_TEMPLATES = 100
 
 
+def exactly_one_of(**types: str) -> dict:
+    """JSON schema: exactly one of the fields is given and not null (what the `_exactly_one` validators check);
+    media, URLs and ids are non-empty (texts may be empty in /v1/embed)."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": t, **({"minLength": 1} if f in ("image", "audio", "url", "id") else {})}}} for f, t in types.items()]}
+
+
 def non_empty_one_of(*fields: str) -> dict:
     """JSON schema: at least one of the list `fields` is given and non-empty (what the server checks by hand)."""
     return {"anyOf": [{"required": [f], "properties": {f: {"type": "array", "minItems": 1}}} for f in fields]}
@@ -33,7 +39,7 @@ AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 class EmbedInput(BaseModel):
     """One input of a mixed, ordered list: exactly one of `text`, `image` or `audio`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string"))
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI")
     audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
@@ -61,10 +67,10 @@ class EmbedRequest(BaseModel):
     texts: list[Annotated[str, Field(json_schema_extra={LIMIT: "max_text_chars"})]] = Field(
         default_factory=list, examples=[["a photo of a dog"]], json_schema_extra={LIMIT: "max_inputs_per_request"}
     )
-    images: list[str] = Field(
+    images: list[Annotated[str, Field(json_schema_extra={"minLength": 1})]] = Field(
         default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files", json_schema_extra={LIMIT: "max_inputs_per_request"}
     )
-    audios: list[str] = Field(
+    audios: list[Annotated[str, Field(json_schema_extra={"minLength": 1})]] = Field(
         default_factory=list,
         description=f"base64 or data: URIs (audio/*) of {AUDIO_FORMATS} files; each is embedded as the renormalised mean of its windows",
         json_schema_extra={LIMIT: "max_inputs_per_request"},
@@ -177,7 +183,7 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...]) -> None:
 class InputRef(BaseModel):
     """One input by value or by reference: exactly one of `text`, `image`, `audio`, `url`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string", url="string"))
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI of a JPEG/PNG/WebP/GIF/BMP file")
     audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
@@ -308,7 +314,7 @@ class ScrollRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = Field(None, description="next_cursor of the previous page; omit for the first page")
+    cursor: str | None = Field(None, min_length=1, description="next_cursor of the previous page; omit for the first page")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
     with_vectors: StrictBool = False
@@ -333,7 +339,9 @@ QUERY_KINDS = ("text", "image", "audio", "url", "id", "vector")
 class SearchQueryIn(BaseModel):
     """Exactly one of: text, image or audio (base64/data URI), url, id (of a stored item), vector."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string", url="string", id="string", vector="array")
+    )
     text: str | None = None
     image: str | None = None
     audio: str | None = None
@@ -381,17 +389,17 @@ class SearchResponse(BaseModel):
     results: list[SearchHitOut]
 
 
+LABELS_OR_LABELSET = {  # one of them, given and non-empty
+    "anyOf": [
+        {"required": ["labels"], "properties": {"labels": {"type": "array", "minItems": 1}}},
+        {"required": ["labelset"], "properties": {"labelset": {"type": "string"}}},
+    ],
+    "not": {"required": ["labels", "labelset"], "properties": {"labels": {"type": "array", "minItems": 1}, "labelset": {"type": "string"}}},
+}
+
+
 class ClassifyOptionsIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["labels"], "properties": {"labels": {"type": "array", "minItems": 1}}},
-                {"required": ["labelset"], "properties": {"labelset": {"type": "string"}}},
-            ],
-            "not": {"required": ["labels", "labelset"], "properties": {"labels": {"type": "array", "minItems": 1}, "labelset": {"type": "string"}}},
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=LABELS_OR_LABELSET)
     labels: list[Label] | None = Field(None, examples=[["cat", "dog", "car"]], max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
     labelset: str | None = Field(None, pattern=NAME_PATTERN, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
     templates: list[Template] | None = Field(
@@ -409,6 +417,7 @@ class ClassifyRequest(ClassifyOptionsIn):
     each an image or audio file by its declared type, extension or magic bytes, plus an optional `params` field
     holding the other fields as JSON (inputs given there come first)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={**LABELS_OR_LABELSET, "required": ["inputs"]})
     inputs: list[InputRef] = Field(
         default_factory=list, json_schema_extra={"minItems": 1, LIMIT: "max_inputs_per_request"}, description="at least one in a JSON body"
     )

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .schemas import AUDIO_FORMATS, INPUT_MODALITIES, LIMIT
+from .schemas import AUDIO_FORMATS, INPUT_MODALITIES, LIMIT, exactly_one_of
 
 # A real 1x1 PNG, so the documented example is a request the server accepts.
 PNG_1X1 = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
@@ -23,7 +23,7 @@ Text = Annotated[str, StringConstraints(min_length=1), Field(json_schema_extra={
 class MediaInput(BaseModel):
     """omnivec extension: one `input` item that is an image, an audio file or a text, embedded in the shared space."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string"))
     text: Text | None = None
     image: str | None = Field(
         None, min_length=1, description="data: URI, base64 or http(s) URL (fetched by the server, public hosts only) of a JPEG/PNG/WebP/GIF/BMP file"
