@@ -14,8 +14,9 @@ NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; la
 NAME_RULE = "1-128 characters from letters, digits, '_', '-', '.', starting with a letter or digit"
 LIMIT = "x-omnivec-limit"  # replaced by maxItems/maxLength/maximum/enum from the settings and the model (app._openapi)
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-Label = Annotated[str, StringConstraints(pattern=r"\S")]  # not blank
-Template = Annotated[str, StringConstraints(pattern=r"\{\}")]  # has the label slot
+# Documented here, checked by services.zero_shot (its codes and messages: labels_empty for blank labels).
+Label = Annotated[str, Field(json_schema_extra={"pattern": r"\S"})]  # not blank
+Template = Annotated[str, Field(json_schema_extra={"pattern": r"\{\}"})]  # has the label slot
 MAX_LABELS = 1000  # as services.zero_shot enforces
 MAX_TEMPLATES = 100
 
@@ -400,13 +401,13 @@ LABELS_OR_LABELSET = {  # one of them, given and non-empty
 
 class ClassifyOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=LABELS_OR_LABELSET)
-    labels: list[Label] | None = Field(None, examples=[["cat", "dog", "car"]], max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
+    labels: list[Label] | None = Field(None, examples=[["cat", "dog", "car"]], json_schema_extra={"maxItems": MAX_LABELS, "uniqueItems": True})
     labelset: str | None = Field(None, pattern=NAME_PATTERN, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
     templates: list[Template] | None = Field(
         None,
         description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, a sound-template "
         "ensemble for audio, the bare label for texts",
-        max_length=MAX_TEMPLATES,
+        json_schema_extra={"maxItems": MAX_TEMPLATES},
     )
     top_k: int = Field(5, ge=1, le=1000)
     multi_label: StrictBool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
@@ -443,8 +444,8 @@ class ClassifyResponse(BaseModel):
 
 class LabelSetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
-    templates: list[Template] | None = Field(None, max_length=MAX_TEMPLATES)
+    labels: list[Label] = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_LABELS, "uniqueItems": True})
+    templates: list[Template] | None = Field(None, json_schema_extra={"maxItems": MAX_TEMPLATES})
     description: str = ""
 
 
