@@ -30,6 +30,7 @@ from .schemas_openai import EmbeddingData, EmbeddingsRequest, EmbeddingsResponse
 
 router = APIRouter(tags=["openai"], route_class=BoundedJsonRoute)
 OPENAI_PATHS = frozenset({"/v1/embeddings"})  # errors on these paths are rendered in OpenAI's shape
+INPUT_NEUTRAL = {ErrorCode.OVERLOADED, ErrorCode.NOT_READY, ErrorCode.UNAUTHORIZED, ErrorCode.PAYLOAD_TOO_LARGE}  # not about one input
 EXAMPLE = '{"model": "<GET /v1/models>", "input": ["a photo of a dog"]}'
 TOKEN_ARRAYS = (
     "input holds token ids; this server tokenises text with the model's own tokenizer (not tiktoken), so send the "
@@ -145,6 +146,15 @@ async def _media_bytes(item: MediaInput, label: str, request: Request) -> bytes:
 async def embeddings(request: Request) -> EmbeddingsResponse:
     service: EmbeddingService = app_state(request, "service")
     body = await _parse(request, service)
+    try:
+        return await _embed(request, service, body)
+    except OmnivecError as exc:  # a bad input item (undecodable image, text too long, ...): OpenAI clients show `param`
+        if getattr(exc, "param", None) is None and 400 <= exc.status < 500 and exc.code not in INPUT_NEUTRAL:
+            exc.param = "input"  # type: ignore[attr-defined]
+        raise
+
+
+async def _embed(request: Request, service: EmbeddingService, body: EmbeddingsRequest) -> EmbeddingsResponse:
     items: list[str | MediaInput] = [body.input] if isinstance(body.input, str) else list(body.input)
     check_count(len(items), request.app.state.settings.limits, "inputs")
     modalities = ["text" if isinstance(item, str) else item.modality for item in items]

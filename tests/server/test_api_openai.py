@@ -161,7 +161,7 @@ def test_errors_use_the_openai_shape_and_say_what_to_do(audio_server):
     assert "check_embedding_ctx_length=False" in tokens.value.message and tokens.value.param == "input"
     with pytest.raises(openai.UnprocessableEntityError) as broken:
         client.embeddings.create(model=MODEL, input=["ok", {"image": "data:image/png;base64,aGVsbG8="}])  # type: ignore[list-item]
-    assert broken.value.code == "invalid_image" and "input[1].image" in broken.value.message
+    assert broken.value.code == "invalid_image" and "input[1].image" in broken.value.message and broken.value.param == "input"
     for body, status, param in (
         ({"model": MODEL, "input": ""}, 422, "input"),
         ({"model": MODEL, "input": []}, 400, "input"),
