@@ -34,9 +34,9 @@ from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_openai, routes_search, routes_system
 from .auth import ApiKeyAuth, parse_keys
-from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
-from .routes_collections import FileItemMeta
 from .bodies import error_text
+from .routes_collections import FileItemMeta
+from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
 from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
 from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
 
@@ -216,7 +216,8 @@ def _openapi(app: FastAPI) -> dict:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         schema["security"] = [{"bearer": []}, {"apiKey": []}]
-    app.openapi_schema = schema
+    if getattr(app.state, "service", None) is not None:  # cache only once the model's names and dim are in it
+        app.openapi_schema = schema
     return schema
 
 
