@@ -142,3 +142,13 @@ def test_405_names_the_allowed_methods(server):
 def test_path_names_follow_the_documented_pattern(server):
     assert_error(httpx.get(f"{server.url}/v1/collections/bad%20name", timeout=10), 422, "invalid_request", "invalid collection name", "letters, digits")
     assert_error(httpx.get(f"{server.url}/v1/collections/ok_name", timeout=10), 404, "collection_not_found")
+
+
+def test_framework_errors_carry_a_table_code_with_its_status(server):
+    """Starlette's multipart limit (a 400 without a code before) is 413 too_many_inputs, which the SDK splits on."""
+    files = [("images", (f"{i}.png", b"x", "image/png")) for i in range(1025)]  # one over max_inputs_per_request
+    r = httpx.post(f"{server.url}/v1/embed", files=files, timeout=60)
+    assert_error(r, 413, "too_many_inputs", "split the request")
+    r = httpx.post(f"{server.url}/v1/collections", content=b'{"name": ', headers={"content-type": "application/json"}, timeout=10)
+    assert_error(r, 422, "invalid_request", "not acceptable JSON")
+    assert_still_serving(server.url)
