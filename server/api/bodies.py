@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
+from ..index.filters import PAYLOAD_PATH_PATTERN, PAYLOAD_PATH_RULE
 from ..settings import LimitsSettings
 from ..mediatype import MEDIA_MODALITIES
 from .json_limits import loads_bounded
@@ -37,8 +38,11 @@ def body_kind(request: Request) -> Literal["json", "multipart"]:
 
 def error_text(err: Any) -> str:
     """pydantic's message for one error, with the naming rule spelled out for collection/label set names."""
-    if err.get("type") == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+    pattern = (err.get("ctx") or {}).get("pattern") if err.get("type") == "string_pattern_mismatch" else None
+    if pattern == NAME_PATTERN:
         return f"invalid name {err.get('input')!r}: use {NAME_RULE} (e.g. 'photos_2024')"
+    if pattern == PAYLOAD_PATH_PATTERN:
+        return f"{err.get('input')!r} is not a payload path: use {PAYLOAD_PATH_RULE} (e.g. 'meta.color')"
     return str(err.get("msg"))
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
+from ..index.filters import PAYLOAD_PATH_PATTERN
 from ..index.store import _NAME_RE
 
 INPUT_MODALITIES = ("text", "image", "audio")
@@ -245,8 +246,10 @@ class CreateCollectionRequest(BaseModel):
     name: str = Field(examples=["photos"], pattern=NAME_PATTERN, description=NAME_RULE)
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form metadata kept with the collection")
-    payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
-        default_factory=dict, description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is)"
+    payload_indexes: dict[Annotated[str, StringConstraints(pattern=PAYLOAD_PATH_PATTERN)], Literal["keyword", "integer", "float", "bool"]] = Field(
+        default_factory=dict,
+        description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is); keys are payload paths",
+        json_schema_extra={"additionalProperties": False},  # keys must match the path pattern
     )
 
 

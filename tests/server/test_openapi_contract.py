@@ -152,3 +152,26 @@ def test_framework_errors_carry_a_table_code_with_its_status(server):
     r = httpx.post(f"{server.url}/v1/collections", content=b'{"name": ', headers={"content-type": "application/json"}, timeout=10)
     assert_error(r, 422, "invalid_request", "not acceptable JSON")
     assert_still_serving(server.url)
+
+
+PATHS_OK = ["tags", "a-b", "meta.color", "items[].sku", "m[0]", "ä", "1abc", '"a key"', "a_b"]
+PATHS_BAD = ["~", "a b", "a..b", "a.", "$", "a/b", " a", "a\n"]
+
+
+def test_payload_paths_the_engine_refuses_are_422_not_503(server):
+    """Payload index keys and filter keys are checked against Qdrant's path syntax before they reach the engine
+    (it raised a bare ValueError, answered 503 index_unavailable, and left the collection half-created)."""
+    for i, key in enumerate(PATHS_OK):
+        r = httpx.post(f"{server.url}/v1/collections", json={"name": f"paths-ok-{i}", "payload_indexes": {key: "keyword"}}, timeout=30)
+        assert r.status_code == 201, (key, r.text)
+        r = httpx.post(f"{server.url}/v1/collections/paths-ok-{i}/search", json={"query": {"text": "x"}, "filter": {"must": [{"key": key, "match": {"value": "x"}}]}}, timeout=30)
+        assert r.status_code == 200, (key, r.text)
+    for i, key in enumerate(PATHS_BAD):
+        r = httpx.post(f"{server.url}/v1/collections", json={"name": f"paths-bad-{i}", "payload_indexes": {key: "keyword"}}, timeout=30)
+        assert_error(r, 422, "invalid_request", "not a payload path")
+        assert httpx.get(f"{server.url}/v1/collections/paths-bad-{i}", timeout=10).status_code == 404  # nothing left behind
+        r = httpx.post(f"{server.url}/v1/collections/paths-ok-0/search", json={"query": {"text": "x"}, "filter": {"must": [{"key": key, "match": {"value": "x"}}]}}, timeout=30)
+        assert_error(r, 422, "invalid_filter", "not a payload path")
+    for i in range(len(PATHS_OK)):
+        httpx.delete(f"{server.url}/v1/collections/paths-ok-{i}", timeout=30)
+    assert_still_serving(server.url)
