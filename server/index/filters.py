@@ -168,8 +168,8 @@ def _parse_cond_list(raw: Any, where: str, depth: int) -> tuple:
 
 # Qdrant's payload path syntax (both engines refuse anything else with a bare ValueError, which reached
 # clients as 503): keys of letters, digits, '_' and '-', or "quoted", joined by dots, each optionally
-# followed by [] or [n].
-PAYLOAD_PATH_PATTERN = r'^(?:[\w-]+|"[^"]*")(?:\[\d*\])*(?:\.(?:[\w-]+|"[^"]*")(?:\[\d*\])*)*$'
+# followed by [] or [n] (n below 10^9: the engines parse it into a machine integer).
+PAYLOAD_PATH_PATTERN = r'^(?:[\w-]+|"[^"]*")(?:\[\d{0,9}\])*(?:\.(?:[\w-]+|"[^"]*")(?:\[\d{0,9}\])*)*$'
 PAYLOAD_PATH_RULE = "letters, digits, '_' and '-' (or a \"quoted key\"), dots between nested keys, [] or [n] after arrays"
 _PAYLOAD_PATH_RE = re.compile(PAYLOAD_PATH_PATTERN.replace("$", r"\Z"))
 
