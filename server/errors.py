@@ -61,6 +61,8 @@ class ErrorCode(str, Enum):
     URL_FETCH_FAILED = "url_fetch_failed"
     URL_TIMEOUT = "url_timeout"
     DOWNLOAD_TOO_LARGE = "download_too_large"
+    # the OpenAI-compatible API
+    MODEL_NOT_FOUND = "model_not_found"
 
 
 ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
@@ -113,6 +115,8 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.URL_FETCH_FAILED: ErrorSpec(422, "URL fetch failed"),
     ErrorCode.URL_TIMEOUT: ErrorSpec(422, "URL fetch timed out"),
     ErrorCode.DOWNLOAD_TOO_LARGE: ErrorSpec(413, "Download too large"),
+    # 404 as OpenAI answers an unknown `model`, so OpenAI clients raise their NotFoundError.
+    ErrorCode.MODEL_NOT_FOUND: ErrorSpec(404, "Model not found"),
 }
 
 
@@ -135,6 +139,29 @@ class OmnivecError(Exception):
         if request_id is not None:
             error["request_id"] = request_id
         return {"error": error}
+
+
+def error_responses(*codes: ErrorCode, schema: str = "ErrorResponse") -> dict[int | str, dict]:
+    """The OpenAPI `responses` of a route that can fail with `codes`: one entry per status, naming its codes.
+
+    `schema` is the component the error body follows (the API's own shape, or the OpenAI shape).
+    """
+    headers = {
+        401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+        405: {"Allow": {"description": "the methods this path accepts", "schema": {"type": "string"}}},
+        429: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}},
+    }
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in dict.fromkeys(codes):
+        by_status.setdefault(ERROR_TABLE[code].status, []).append(code)
+    return {
+        status: {
+            "description": "; ".join(f"`{c.value}`: {ERROR_TABLE[c].title}" for c in found),
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+            **({"headers": headers[status]} if status in headers else {}),
+        }
+        for status, found in sorted(by_status.items())
+    }
 
 
 def status_code(status: int) -> ErrorCode:

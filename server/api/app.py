@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import omnivec
@@ -32,10 +33,14 @@ from ..services.labelsets import LabelSetStore
 from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
-from . import routes_classify, routes_collections, routes_embed, routes_search, routes_system
+from . import routes_classify, routes_collections, routes_embed, routes_openai, routes_search, routes_system
 from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
-from .schemas import AddItemsRequest, ClassifyRequest, EmbedRequest, ErrorResponse, SearchRequest
+from .bodies import error_text
+from .routes_collections import FileItemMeta
+from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
+from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
+from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
 
 log = logging.getLogger("omnivec")
 
@@ -53,7 +58,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_error(send, self._error(int(declared)))
+            await _send_error(send, self._error(int(declared)), scope)
             return
         seen = 0
 
@@ -105,8 +110,14 @@ class RequestMetrics:
             self.metrics.request_latency.labels(path).observe(time.monotonic() - started)
 
 
-async def _send_error(send: Send, exc: OmnivecError) -> None:
-    response = JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
+def error_response(path: str, exc: OmnivecError, request_id: str | None = None) -> JSONResponse:
+    """An error in the API's shape, or in OpenAI's on the OpenAI-compatible routes (so OpenAI clients surface it)."""
+    body = openai_error_body(exc) if path in OPENAI_PATHS else exc.to_body(request_id=request_id)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def _send_error(send: Send, exc: OmnivecError, scope: Scope | None = None) -> None:
+    response = error_response((scope or {}).get("path", ""), exc)
     await response({"type": "http"}, _no_receive, send)
 
 
@@ -120,31 +131,84 @@ def request_id(request: Request) -> str:
     return given[:64] if given.isprintable() and given.strip() else uuid.uuid4().hex
 
 
+def _flat_routes(app: FastAPI) -> list:
+    """Every route, with included routers expanded (FastAPI >= 0.16x keeps them as one entry each)."""
+    from fastapi import routing
+
+    if hasattr(routing, "iter_route_contexts"):
+        return list(routing.iter_route_contexts(app.routes))
+    return list(app.routes)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the path's resource, for `Allow` on a 405.
+
+    Several routes can match one URL (GET and DELETE on /v1/collections/{name} are two routes, and
+    .../items/{item_id:path} also matches .../items/scroll); as in OpenAPI, a concrete template wins over
+    a more templated one, and the methods of the equally concrete matches are joined.
+    """
+    found: dict[int, set[str]] = {}
+    for route in _flat_routes(request.app):
+        methods = getattr(route, "methods", None)
+        if not methods or route.matches(request.scope)[0] == Match.NONE:
+            continue
+        found.setdefault(route.path.count("{"), set()).update(methods)
+    return sorted(found[min(found)]) if found else []
+
+
+def _validation_message(request: Request, exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        if e.get("type") == "json_invalid":  # FastAPI's JSON parse error: the reason is in ctx
+            parts.append(f"the body is not acceptable JSON: {(e.get('ctx') or {}).get('error', 'JSON decode error')}")
+        else:
+            what = "label set" if request.url.path.startswith("/v1/labelsets") or where.endswith("labelset") else "collection"
+            parts.append(f"{where}: {error_text(e).replace('invalid name', f'invalid {what} name')}")
+    return "; ".join(parts)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OmnivecError)
-    async def omnivec_error(_: Request, exc: OmnivecError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
+    async def omnivec_error(request: Request, exc: OmnivecError) -> JSONResponse:
+        return error_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors[:5])
         code = ErrorCode.UNKNOWN_FIELD if errors and all(e.get("type") == "extra_forbidden" for e in errors) else ErrorCode.INVALID_REQUEST
-        err = OmnivecError(code, details or "invalid request")
-        return JSONResponse(err.to_body(), status_code=err.status)
+        err = OmnivecError(code, _validation_message(request, exc) or "invalid request")
+        return error_response(request.url.path, err)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = f"no route {request.method} {request.url.path}; see /docs" if exc.status_code in (404, 405) else str(exc.detail)
-        err = OmnivecError(status_code(exc.status_code), message, headers=getattr(exc, "headers", None))
-        return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
+        """Framework errors (routing, form parsing) mapped onto the error table, so the status matches the code."""
+        path = request.url.path
+        if exc.status_code == 404:
+            err = OmnivecError(ErrorCode.NOT_FOUND, f"no route {request.method} {path}; see /docs")
+        elif exc.status_code == 405:
+            allowed = allowed_methods(request)
+            err = OmnivecError(
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"{request.method} is not allowed on {path}; it accepts {', '.join(allowed)} (see /docs)",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        elif str(exc.detail).startswith("Too many"):  # multipart: more files or fields than the limit
+            err = OmnivecError(ErrorCode.TOO_MANY_INPUTS, f"{exc.detail}; split the request")
+        else:
+            err = OmnivecError(status_code(exc.status_code), str(exc.detail), headers=getattr(exc, "headers", None))
+        return error_response(path, err)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id(request)
         log.error("unhandled error in %s %s [request %s]", request.method, request.url.path, rid, exc_info=exc)
-        err = OmnivecError(ErrorCode.INTERNAL, f"internal error ({exc.__class__.__name__}); the server logged the details under request id {rid}")
-        return JSONResponse(err.to_body(request_id=rid), status_code=err.status, headers={"X-Request-ID": rid})
+        err = OmnivecError(
+            ErrorCode.INTERNAL,
+            f"internal error ({exc.__class__.__name__}); the server logged the details under request id {rid}",
+            headers={"X-Request-ID": rid},
+        )
+        return error_response(request.url.path, err, request_id=rid)
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -153,18 +217,50 @@ def _openapi(app: FastAPI) -> dict:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EmbedRequest, ErrorResponse, AddItemsRequest, SearchRequest, ClassifyRequest):
+    for model in (
+        EmbedRequest, ErrorResponse, AddItemsRequest, SearchRequest, SearchOptionsIn, ClassifyRequest, ClassifyOptionsIn, FileItemMeta,
+        EmbeddingsRequest, OpenAIErrorResponse,
+    ):  # fmt: skip
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
+    _apply_limits(schema, _limit_values(app))
     if parse_keys(app.state.settings.server.api_keys):  # the docs' "Authorize" button sends the key
         schema["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         schema["security"] = [{"bearer": []}, {"apiKey": []}]
-    app.openapi_schema = schema
+    if getattr(app.state, "service", None) is not None:  # cache only once the model's names and dim are in it
+        app.openapi_schema = schema
     return schema
+
+
+def _limit_values(app: FastAPI) -> dict[str, dict]:
+    """What each `LIMIT` marker becomes in the document: the running server's settings and model."""
+    limits = app.state.settings.limits
+    values: dict[str, dict] = {
+        "max_inputs_per_request": {"maxItems": limits.max_inputs_per_request},
+        "max_text_chars": {"maxLength": limits.max_text_chars},
+    }
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        values["served_models"] = {"enum": served_model_names(service)}
+        values["embed_dim"] = {"maximum": service.manifest.embed_dim}
+    return values
+
+
+def _apply_limits(node: object, values: dict[str, dict]) -> None:
+    """Replace every `LIMIT` marker in the schema by the bound it stands for (dropped when unknown, e.g. no model yet)."""
+    if isinstance(node, dict):
+        name = node.pop(LIMIT, None)
+        if name is not None:
+            node.update(values.get(name, {}))
+        for child in node.values():
+            _apply_limits(child, values)
+    elif isinstance(node, list):
+        for child in node:
+            _apply_limits(child, values)
 
 
 _INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
@@ -252,6 +348,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     _install_error_handlers(app)
     app.include_router(routes_system.router)
     app.include_router(routes_embed.router)
+    app.include_router(routes_openai.router)
     app.include_router(routes_collections.router)
     app.include_router(routes_search.router)
     app.include_router(routes_classify.router)

@@ -54,4 +54,4 @@ class ApiKeyAuth:
             if key is None
             else "the API key is not valid; check it against the server's OMNIVEC_SERVER__API_KEYS"
         )
-        await self.send_error(send, OmnivecError(ErrorCode.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}))
+        await self.send_error(send, OmnivecError(ErrorCode.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}), scope)

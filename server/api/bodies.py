@@ -7,7 +7,6 @@ body here and validate it with the same pydantic models the OpenAPI documents.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeVar
 
 from fastapi import Request
@@ -16,8 +15,11 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
 from ..errors import ErrorCode, OmnivecError
+from ..index.filters import PAYLOAD_PATH_PATTERN, PAYLOAD_PATH_RULE
 from ..settings import LimitsSettings
 from ..media import FORM_CONTROL_FIELDS, MEDIA_MODALITIES, check_content_type, check_size, detect_modality
+from .json_limits import loads_bounded
+from .schemas import NAME_PATTERN, NAME_RULE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,11 +48,21 @@ async def read_form(request: Request, max_files: int) -> FormData:
         raise OmnivecError(ErrorCode.MALFORMED_BODY, f"the multipart body cannot be parsed ({detail}); send a well-formed multipart/form-data body") from exc
 
 
+def error_text(err: Any) -> str:
+    """pydantic's message for one error, with the naming rule spelled out for collection/label set names."""
+    pattern = (err.get("ctx") or {}).get("pattern") if err.get("type") == "string_pattern_mismatch" else None
+    if pattern == NAME_PATTERN:
+        return f"invalid name {err.get('input')!r}: use {NAME_RULE} (e.g. 'photos_2024')"
+    if pattern == PAYLOAD_PATH_PATTERN:
+        return f"{err.get('input')!r} is not a payload path: use {PAYLOAD_PATH_RULE} (e.g. 'meta.color')"
+    return str(err.get("msg"))
+
+
 def validation_message(exc: ValidationError, where: str = "") -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in (where, *err.get("loc", ())) if p != "")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+        parts.append(f"{loc or 'body'}: {error_text(err)}")
     return "; ".join(parts)
 
 
@@ -70,8 +82,8 @@ def validated(model: type[M], raw: Any, where: str = "") -> M:
 
 def parse_json(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return loads_bounded(text)
+    except ValueError as exc:  # JSONDecodeError, and JsonBodyError for deep nesting, huge or non-finite numbers
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{what} is not valid JSON ({exc})") from exc
 
 

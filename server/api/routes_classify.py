@@ -10,19 +10,23 @@ from ..services.inputs import InputResolver, RawInput, embed_all
 from ..services.labelsets import LabelSet, LabelSetStore
 from ..services.zero_shot import ZeroShotClassifier
 from .admission import admitted
-from .disconnect import cancel_on_disconnect
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validated
+from .disconnect import cancel_on_disconnect
+from .json_limits import BoundedJsonRoute
+from .responses import MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
 from .schemas import (
     ClassifyRequest,
     ClassifyResponse,
     ClassifyResultOut,
+    DeletedOut,
+    LabelSetName,
     LabelScoreOut,
     LabelSetIn,
     LabelSetOut,
     LabelSetsResponse,
 )
 
-router = APIRouter(tags=["classification"])
+router = APIRouter(tags=["classification"], route_class=BoundedJsonRoute)
 UPLOAD_FIELDS = ("images", "image", "audios", "audio", "files")  # each part may be an image or an audio file
 
 CLASSIFY_BODY = {
@@ -34,16 +38,20 @@ CLASSIFY_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "image files"},
+                        "images": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}, "description": "image files"},
                         "audios": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": "audio files (WAV, FLAC, OGG/Vorbis, Opus, MP3); any upload field (`images`, `audios`, `files`) "
                             "is recognised by its declared type, else its extension, else its magic bytes",
                         },
-                        "params": {"type": "string", "description": 'JSON object of the other ClassifyRequest fields, e.g. {"labels": ["cat", "dog"]}'},
+                        "params": {"$ref": "#/components/schemas/ClassifyOptionsIn"},
                     },
-                }
+                    "required": ["params"],
+                    "anyOf": [{"required": ["images"]}, {"required": ["audios"]}],
+                },
+                "encoding": {"params": {"contentType": "application/json"}},
             },
         },
     }
@@ -89,6 +97,7 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
     "(default for images: 'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.'; audio: 'the sound of {}.', "
     "'a recording of {}.', '{}'; texts: the label itself).",
     openapi_extra=CLASSIFY_BODY,
+    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS, URL_INPUTS, (ErrorCode.LABELS_EMPTY, ErrorCode.LABELSET_NOT_FOUND, ErrorCode.INDEX_UNAVAILABLE)),
 )
 async def classify(request: Request, _permit: None = Depends(admitted)) -> ClassifyResponse:
     classifier: ZeroShotClassifier = app_state(request, "classifier")
@@ -130,22 +139,37 @@ def _store(request: Request) -> LabelSetStore:
     return app_state(request, "labelsets")
 
 
-@router.put("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Create or replace a named label set (persisted)")
-async def put_labelset(request: Request, name: str, body: LabelSetIn) -> LabelSetOut:
+@router.put(
+    "/v1/labelsets/{name}",
+    response_model=LabelSetOut,
+    summary="Create or replace a named label set (persisted)",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.LABELS_EMPTY, ErrorCode.INDEX_UNAVAILABLE)),
+)
+async def put_labelset(request: Request, name: LabelSetName, body: LabelSetIn) -> LabelSetOut:
     return _out(await run_store(_store(request).put, name, body.labels, body.templates, body.description))
 
 
-@router.get("/v1/labelsets", response_model=LabelSetsResponse, summary="List label sets")
+@router.get("/v1/labelsets", response_model=LabelSetsResponse, summary="List label sets", responses=route_errors(STARTING, (ErrorCode.INDEX_UNAVAILABLE,)))
 async def list_labelsets(request: Request) -> LabelSetsResponse:
     return LabelSetsResponse(data=[_out(s) for s in await run_store(_store(request).list)])
 
 
-@router.get("/v1/labelsets/{name}", response_model=LabelSetOut, summary="Get a label set")
-async def get_labelset(request: Request, name: str) -> LabelSetOut:
+@router.get(
+    "/v1/labelsets/{name}",
+    response_model=LabelSetOut,
+    summary="Get a label set",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.LABELSET_NOT_FOUND, ErrorCode.INDEX_UNAVAILABLE)),
+)
+async def get_labelset(request: Request, name: LabelSetName) -> LabelSetOut:
     return _out(await run_store(_store(request).get, name))
 
 
-@router.delete("/v1/labelsets/{name}", summary="Delete a label set")
-async def delete_labelset(request: Request, name: str) -> dict:
+@router.delete(
+    "/v1/labelsets/{name}",
+    response_model=DeletedOut,
+    summary="Delete a label set",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.LABELSET_NOT_FOUND, ErrorCode.INDEX_UNAVAILABLE)),
+)
+async def delete_labelset(request: Request, name: LabelSetName) -> DeletedOut:
     await run_store(_store(request).delete, name)
-    return {"name": name, "deleted": True}
+    return DeletedOut(name=name, deleted=True)

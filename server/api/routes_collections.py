@@ -13,14 +13,18 @@ from ..services.inputs import RawInput
 from ..services.search import combined_filter
 from ..settings import LimitsSettings
 from .admission import admitted
-from .disconnect import cancel_on_disconnect
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validation_error, validation_message
+from .disconnect import cancel_on_disconnect
+from .json_limits import BoundedJsonRoute
+from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
 from .schemas import (
     IndexingOut,
     OptimizeResponse,
     AddItemsResponse,
     CollectionOut,
+    CollectionName,
     CollectionsResponse,
+    DeletedOut,
     CreateCollectionRequest,
     DeleteItemsRequest,
     DeleteItemsResponse,
@@ -33,7 +37,7 @@ from .schemas import (
     ScrollResponse,
 )
 
-router = APIRouter(tags=["collections"])
+router = APIRouter(tags=["collections"], route_class=BoundedJsonRoute)
 UPLOAD_FIELDS = ("files", "images", "audios")  # any of them may carry image or audio files
 
 
@@ -76,21 +80,32 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
     )
 
 
-@router.post("/v1/collections", status_code=201, response_model=CollectionOut, summary="Create a collection in the loaded model's space")
+@router.post(
+    "/v1/collections",
+    status_code=201,
+    response_model=CollectionOut,
+    summary="Create a collection in the loaded model's space",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.COLLECTION_EXISTS, ErrorCode.INDEX_UNAVAILABLE)),
+)
 async def create_collection(request: Request, body: CreateCollectionRequest) -> CollectionOut:
     service = _service(request)
     info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes))
     return collection_out(info, service)
 
 
-@router.get("/v1/collections", response_model=CollectionsResponse, summary="List collections")
+@router.get("/v1/collections", response_model=CollectionsResponse, summary="List collections", responses=route_errors(STARTING, (ErrorCode.INDEX_UNAVAILABLE,)))
 async def list_collections(request: Request) -> CollectionsResponse:
     service = _service(request)
     return CollectionsResponse(data=[collection_out(c, service) for c in await service.list()])
 
 
-@router.get("/v1/collections/{name}", response_model=CollectionOut, summary="Describe a collection: count, space id, model, dim")
-async def get_collection(request: Request, name: str) -> CollectionOut:
+@router.get(
+    "/v1/collections/{name}",
+    response_model=CollectionOut,
+    summary="Describe a collection: count, space id, model, dim",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION),
+)
+async def get_collection(request: Request, name: CollectionName) -> CollectionOut:
     service = _service(request)
     return collection_out(await service.get(name), service)
 
@@ -102,17 +117,23 @@ async def get_collection(request: Request, name: str) -> CollectionOut:
     summary="Build the collection's ANN index now, in the background (searches keep working)",
     description="Also happens by itself once index.optimize_after_points points were added since the last build. "
     "GET /v1/collections/{name} shows `indexing.building` until it is done.",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION),
 )
-async def optimize_collection(request: Request, name: str) -> OptimizeResponse:
+async def optimize_collection(request: Request, name: CollectionName) -> OptimizeResponse:
     service = _service(request)
     started = await service.optimize(name)
     return OptimizeResponse(name=name, started=started, indexing=indexing_out(service, name))
 
 
-@router.delete("/v1/collections/{name}", summary="Delete a collection and all its items")
-async def delete_collection(request: Request, name: str) -> dict:
+@router.delete(
+    "/v1/collections/{name}",
+    response_model=DeletedOut,
+    summary="Delete a collection and all its items",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION),
+)
+async def delete_collection(request: Request, name: CollectionName) -> DeletedOut:
     await _service(request).delete(name)
-    return {"name": name, "deleted": True}
+    return DeletedOut(name=name, deleted=True)
 
 
 # --- items ------------------------------------------------------------------------------------
@@ -201,10 +222,16 @@ ITEMS_BODY = {
                             "description": "image or audio files (field names `images` and `audios` work too); each file's modality comes "
                             "from its declared type (image/*, audio/*), else its extension, else its magic bytes",
                         },
-                        "items": {"type": "string", "description": 'JSON array: items[i] = {"id"?: str, "payload"?: {...}} for the i-th file'},
-                        "payload": {"type": "string", "description": "JSON object added to every file's payload (its own payload wins)"},
+                        "items": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/FileItemMeta"},
+                            "description": "items[i] = the id and payload of the i-th file (as many entries as files)",
+                        },
+                        "payload": {"type": "object", "description": "added to every file's payload (its own payload wins)"},
                     },
-                }
+                    "required": ["files"],
+                },
+                "encoding": {"items": {"contentType": "application/json"}, "payload": {"contentType": "application/json"}},
             },
         },
     }
@@ -221,8 +248,9 @@ ITEMS_BODY = {
     "reported in `errors` (index, code, message) and does not fail the others; only whole-request problems "
     "(unknown collection 404, space mismatch 409, empty or oversized request) are request errors.",
     openapi_extra=ITEMS_BODY,
+    responses=route_errors(VALIDATED, STARTING, COLLECTION, (ErrorCode.SPACE_MISMATCH,), MODEL_INPUTS, URL_INPUTS),
 )
-async def add_items(request: Request, name: str, _permit: None = Depends(admitted)) -> AddItemsResponse:
+async def add_items(request: Request, name: CollectionName, _permit: None = Depends(admitted)) -> AddItemsResponse:
     service = _service(request)
     limits = request.app.state.settings.limits
     entries = await (_parse_json_items(request, limits) if body_kind(request) == "json" else _parse_multipart_items(request, limits))
@@ -235,12 +263,17 @@ async def add_items(request: Request, name: str, _permit: None = Depends(admitte
     )
 
 
-async def _delete_items(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+async def _delete_items(request: Request, name: CollectionName, body: DeleteItemsRequest) -> DeleteItemsResponse:
     return DeleteItemsResponse(deleted=await _service(request).delete_items(name, body.ids, body.filter))
 
 
-@router.delete("/v1/collections/{name}/items", response_model=DeleteItemsResponse, summary="Delete items by ids and/or a filter")
-async def delete_items(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+@router.delete(
+    "/v1/collections/{name}/items",
+    response_model=DeleteItemsResponse,
+    summary="Delete items by ids and/or a filter",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION, (ErrorCode.INVALID_FILTER,)),
+)
+async def delete_items(request: Request, name: CollectionName, body: DeleteItemsRequest) -> DeleteItemsResponse:
     return await _delete_items(request, name, body)
 
 
@@ -248,13 +281,19 @@ async def delete_items(request: Request, name: str, body: DeleteItemsRequest) ->
     "/v1/collections/{name}/items/delete",
     response_model=DeleteItemsResponse,
     summary="Delete items by ids and/or a filter (for clients that cannot send a DELETE body)",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION, (ErrorCode.INVALID_FILTER,)),
 )
-async def delete_items_post(request: Request, name: str, body: DeleteItemsRequest) -> DeleteItemsResponse:
+async def delete_items_post(request: Request, name: CollectionName, body: DeleteItemsRequest) -> DeleteItemsResponse:
     return await _delete_items(request, name, body)
 
 
-@router.post("/v1/collections/{name}/items/exists", response_model=ExistsResponse, summary="Which of these ids are stored (resumable indexing)")
-async def items_exist(request: Request, name: str, body: ExistsRequest) -> ExistsResponse:
+@router.post(
+    "/v1/collections/{name}/items/exists",
+    response_model=ExistsResponse,
+    summary="Which of these ids are stored (resumable indexing)",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION),
+)
+async def items_exist(request: Request, name: CollectionName, body: ExistsRequest) -> ExistsResponse:
     found = await _service(request).existing_ids(name, body.ids)
     return ExistsResponse(existing=[i for i in dict.fromkeys(body.ids) if i in found])
 
@@ -263,8 +302,9 @@ async def items_exist(request: Request, name: str, body: ExistsRequest) -> Exist
     "/v1/collections/{name}/items/scroll",
     response_model=ScrollResponse,
     summary="Page through a collection's items (export, backup, re-embedding), optionally filtered",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION, (ErrorCode.INVALID_FILTER,)),
 )
-async def scroll_items(request: Request, name: str, body: ScrollRequest) -> ScrollResponse:
+async def scroll_items(request: Request, name: CollectionName, body: ScrollRequest) -> ScrollResponse:
     flt = combined_filter(body.filter, body.modality)
     points, cursor = await _service(request).scroll(name, body.limit, body.cursor, flt, body.with_vectors)
     items = []
@@ -274,8 +314,13 @@ async def scroll_items(request: Request, name: str, body: ScrollRequest) -> Scro
     return ScrollResponse(collection=name, items=items, next_cursor=cursor)
 
 
-@router.get("/v1/collections/{name}/items/{item_id:path}", response_model=ItemOut, summary="Get one item: modality, payload, optionally its vector")
-async def get_item(request: Request, name: str, item_id: str, with_vector: bool = False) -> ItemOut:
+@router.get(
+    "/v1/collections/{name}/items/{item_id:path}",
+    response_model=ItemOut,
+    summary="Get one item: modality, payload, optionally its vector",
+    responses=route_errors(VALIDATED, STARTING, COLLECTION, (ErrorCode.ITEM_NOT_FOUND,)),
+)
+async def get_item(request: Request, name: CollectionName, item_id: str, with_vector: bool = False) -> ItemOut:
     point = await _service(request).get_item(name, item_id, with_vector)
     modality, payload = split_payload(point.payload)
     return ItemOut(id=point.id, modality=modality, payload=payload, vector=[float(x) for x in point.vector] if with_vector else None)

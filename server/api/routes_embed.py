@@ -19,9 +19,11 @@ from ..settings import LimitsSettings
 from .admission import admitted
 from .bodies import read_form, read_upload, upload_label, validated
 from .disconnect import cancel_on_disconnect
+from .json_limits import BoundedJsonRoute, loads_bounded
+from .responses import MODEL_INPUTS, STARTING, VALIDATED, route_errors
 from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
 
-router = APIRouter()
+router = APIRouter(route_class=BoundedJsonRoute)
 
 LIST_FIELDS = {"texts": "text", "images": "image", "audios": "audio"}  # JSON lists, in default output order
 FORM_FIELDS = {**LIST_FIELDS, "text": "text", "image": "image", "audio": "audio"}  # multipart accepts both spellings
@@ -61,7 +63,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
     if not body.strip():
         raise OmnivecError(ErrorCode.EMPTY_REQUEST, "the request body is empty; send {\"texts\": [...]}, {\"images\": [...]} and/or {\"audios\": [...]}")
     try:
-        raw = json.loads(body)
+        raw = loads_bounded(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"the body is not valid JSON ({exc}); send a JSON object") from exc
     if not isinstance(raw, dict):
@@ -193,6 +195,7 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
             },
         }
     },
+    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS),
 )
 async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service

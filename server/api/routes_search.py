@@ -7,11 +7,13 @@ from fastapi import APIRouter, Depends, Request
 from ..errors import ErrorCode, OmnivecError
 from ..services.search import SearchOptions, SearchQuery, SearchService
 from .admission import admitted
-from .disconnect import cancel_on_disconnect
 from .bodies import app_state, body_kind, form_json, json_object, read_form, read_upload, upload_label, validated
-from .schemas import SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
+from .disconnect import cancel_on_disconnect
+from .json_limits import BoundedJsonRoute
+from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
+from .schemas import CollectionName, SearchHitOut, SearchOptionsIn, SearchRequest, SearchResponse
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=BoundedJsonRoute)
 
 SEARCH_BODY = {
     "requestBody": {
@@ -29,9 +31,11 @@ SEARCH_BODY = {
                             "description": "the query audio file (WAV, FLAC, OGG/Vorbis, Opus, MP3); either part is recognised "
                             "by its declared type, else its extension, else its magic bytes",
                         },
-                        "params": {"type": "string", "description": 'JSON object of the other SearchRequest fields, e.g. {"top_k": 5, "modality": "image"}'},
+                        "params": {"$ref": "#/components/schemas/SearchOptionsIn"},
                     },
-                }
+                    "oneOf": [{"required": ["image"]}, {"required": ["audio"]}],
+                },
+                "encoding": {"params": {"contentType": "application/json"}},
             },
         },
     }
@@ -85,8 +89,11 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
     "All modalities share one space: text->audio, audio->image and audio->audio work like text->image. "
     "Text/image/audio/URL queries need the collection to be in the loaded model's space (409 otherwise).",
     openapi_extra=SEARCH_BODY,
+    responses=route_errors(
+        VALIDATED, STARTING, COLLECTION, MODEL_INPUTS, URL_INPUTS, (ErrorCode.SPACE_MISMATCH, ErrorCode.INVALID_FILTER, ErrorCode.DIMENSION_MISMATCH, ErrorCode.ITEM_NOT_FOUND)
+    ),
 )
-async def search(request: Request, name: str, _permit: None = Depends(admitted)) -> SearchResponse:
+async def search(request: Request, name: CollectionName, _permit: None = Depends(admitted)) -> SearchResponse:
     service: SearchService = app_state(request, "search")
     query, options = await _parse(request)
     hits = await cancel_on_disconnect(request, service.search(name, query, options))

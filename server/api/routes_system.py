@@ -6,18 +6,29 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import ErrorCode, OmnivecError
-from .schemas import ModelInfo, ModelsResponse, TowerInfo
+from ..errors import ErrorCode, OmnivecError, error_responses
+from .json_limits import BoundedJsonRoute
+from .responses import STARTING, route_errors
+from .schemas import HealthOut, ModelInfo, ModelsResponse, ReadyOut, TowerInfo
 
-router = APIRouter()
+router = APIRouter(route_class=BoundedJsonRoute)
 
 
-@router.get("/healthz", summary="Liveness: the process is up")
+# Probes and /metrics stay open with API keys set (no 401); only an oversized body or a crash fails them.
+OPEN = (ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.INFERENCE_FAILED)
+
+
+@router.get("/healthz", summary="Liveness: the process is up", response_model=HealthOut, responses=error_responses(*OPEN))
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the model is loaded and requests will be served")
+@router.get(
+    "/readyz",
+    summary="Readiness: the model is loaded and requests will be served",
+    response_model=ReadyOut,
+    responses={**error_responses(*OPEN), 503: {"model": ReadyOut, "description": "still loading the model or indexing the demo collection"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     service = getattr(request.app.state, "service", None)
     if service is None:
@@ -32,7 +43,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/v1/models", response_model=ModelsResponse, summary="What is loaded: modalities, dim, space id, parity")
+@router.get("/v1/models", response_model=ModelsResponse, summary="What is loaded: modalities, dim, space id, parity", responses=route_errors(STARTING))
 async def models(request: Request) -> ModelsResponse:
     service = getattr(request.app.state, "service", None)
     if service is None:
@@ -61,6 +72,11 @@ async def models(request: Request) -> ModelsResponse:
     return ModelsResponse(data=[info])
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}, **error_responses(*OPEN)},
+)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from ..index.filters import PAYLOAD_PATH_PATTERN
+from ..index.store import _NAME_RE
 
 INPUT_MODALITIES = ("text", "image", "audio")
+NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; label set names follow it too
+NAME_RULE = "1-128 characters from letters, digits, '_', '-', '.', starting with a letter or digit"
+LIMIT = "x-omnivec-limit"  # replaced by maxItems/maxLength/maximum/enum from the settings and the model (app._openapi)
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+# Documented here, checked by services.zero_shot (its codes and messages: labels_empty for blank labels).
+Label = Annotated[str, Field(json_schema_extra={"pattern": r"\S"})]  # not blank
+Template = Annotated[str, Field(json_schema_extra={"pattern": r"\{\}"})]  # has the label slot
+MAX_LABELS = 1000  # as services.zero_shot enforces
+MAX_TEMPLATES = 100
+
+
+def exactly_one_of(**types: str) -> dict:
+    """JSON schema: exactly one of the fields is given and not null (what the `_exactly_one` validators check);
+    media, URLs and ids are non-empty (texts may be empty in /v1/embed)."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": t, **({"minLength": 1} if f in ("image", "audio", "url", "id") else {})}}} for f, t in types.items()]}
+
+
+def non_empty_one_of(*fields: str) -> dict:
+    """JSON schema: at least one of the list `fields` is given and non-empty (what the server checks by hand)."""
+    return {"anyOf": [{"required": [f], "properties": {f: {"type": "array", "minItems": 1}}} for f in fields]}
+
+
+CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the collection: {NAME_RULE}")]
+LabelSetName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the label set: {NAME_RULE}")]
 AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 
 
 class EmbedInput(BaseModel):
     """One input of a mixed, ordered list: exactly one of `text`, `image` or `audio`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string"))
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI")
     audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
@@ -37,17 +65,24 @@ class EmbedInput(BaseModel):
 class EmbedRequest(BaseModel):
     """Texts, images and audio to embed. Output order: `inputs` in order if given, else texts, images, audios."""
 
-    model_config = ConfigDict(extra="forbid")
-    texts: list[str] = Field(default_factory=list, examples=[["a photo of a dog"]])
-    images: list[str] = Field(default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files")
-    audios: list[str] = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=non_empty_one_of("texts", "images", "audios", "inputs"))
+    texts: list[Annotated[str, Field(json_schema_extra={LIMIT: "max_text_chars"})]] = Field(
+        default_factory=list, examples=[["a photo of a dog"]], json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
+    images: list[Annotated[str, Field(json_schema_extra={"minLength": 1})]] = Field(
+        default_factory=list, description="base64 or data: URIs of JPEG/PNG/WebP/GIF/BMP files", json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
+    audios: list[Annotated[str, Field(json_schema_extra={"minLength": 1})]] = Field(
         default_factory=list,
         description=f"base64 or data: URIs (audio/*) of {AUDIO_FORMATS} files; each is embedded as the renormalised mean of its windows",
+        json_schema_extra={LIMIT: "max_inputs_per_request"},
     )
-    inputs: list[EmbedInput] = Field(default_factory=list, description="mixed inputs whose order the response keeps")
+    inputs: list[EmbedInput] = Field(
+        default_factory=list, description="mixed inputs whose order the response keeps", json_schema_extra={LIMIT: "max_inputs_per_request"}
+    )
     encoding: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes, base64-encoded")
-    truncate: bool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
-    audio_windows: bool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
+    truncate: StrictBool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
+    audio_windows: StrictBool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
 
 
 class AudioWindowOut(BaseModel):
@@ -111,6 +146,21 @@ class ModelsResponse(BaseModel):
     data: list[ModelInfo]
 
 
+class DeletedOut(BaseModel):
+    name: str
+    deleted: bool
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready; else loading, or indexing the demo collection (with 503)")
+    model: str | None = None
+    demo: str | None = Field(None, description="the demo collection's item count, or that indexing it failed")
+
+
 class ErrorBody(BaseModel):
     code: str
     status: int
@@ -140,7 +190,7 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...]) -> None:
 class InputRef(BaseModel):
     """One input by value or by reference: exactly one of `text`, `image`, `audio`, `url`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string", url="string"))
     text: str | None = None
     image: str | None = Field(None, description="base64 or data: URI of a JPEG/PNG/WebP/GIF/BMP file")
     audio: str | None = Field(None, description=f"base64 or data: URI (audio/*) of a {AUDIO_FORMATS} file")
@@ -180,7 +230,7 @@ class AddItemsRequest(BaseModel):
     shared by every file, under each file's own payload)."""
 
     model_config = ConfigDict(extra="forbid")
-    items: list[ItemIn]
+    items: list[ItemIn] = Field(min_length=1, json_schema_extra={LIMIT: "max_inputs_per_request"})
 
 
 class ItemErrorOut(BaseModel):
@@ -198,11 +248,13 @@ class AddItemsResponse(BaseModel):
 
 class CreateCollectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(examples=["photos"], description="1-128 of letters, digits, '_', '-', '.'; starts with a letter or digit")
+    name: str = Field(examples=["photos"], pattern=NAME_PATTERN, description=NAME_RULE)
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form metadata kept with the collection")
-    payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
-        default_factory=dict, description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is)"
+    payload_indexes: dict[Annotated[str, StringConstraints(pattern=PAYLOAD_PATH_PATTERN)], Literal["keyword", "integer", "float", "bool"]] = Field(
+        default_factory=dict,
+        description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is); keys are payload paths",
+        json_schema_extra={"additionalProperties": False},  # keys must match the path pattern
     )
 
 
@@ -240,8 +292,16 @@ class CollectionsResponse(BaseModel):
 class DeleteItemsRequest(BaseModel):
     """`ids`, `filter`, or both (then: those ids that match the filter)."""
 
-    model_config = ConfigDict(extra="forbid")
-    ids: list[str] | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+                {"required": ["filter"], "properties": {"filter": {"type": "object", "minProperties": 1}}},
+            ]
+        },
+    )
+    ids: list[NonEmpty] | None = None
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
 
 
@@ -251,7 +311,7 @@ class DeleteItemsResponse(BaseModel):
 
 class ExistsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[str] = Field(max_length=10_000)
+    ids: list[NonEmpty] = Field(max_length=10_000)
 
 
 class ExistsResponse(BaseModel):
@@ -263,10 +323,10 @@ class ScrollRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = Field(None, description="next_cursor of the previous page; omit for the first page")
+    cursor: str | None = Field(None, min_length=1, description="next_cursor of the previous page; omit for the first page")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
-    with_vectors: bool = False
+    with_vectors: StrictBool = False
 
 
 class ItemOut(BaseModel):
@@ -288,7 +348,9 @@ QUERY_KINDS = ("text", "image", "audio", "url", "id", "vector")
 class SearchQueryIn(BaseModel):
     """Exactly one of: text, image or audio (base64/data URI), url, id (of a stored item), vector."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of(text="string", image="string", audio="string", url="string", id="string", vector="array")
+    )
     text: str | None = None
     image: str | None = None
     audio: str | None = None
@@ -313,7 +375,7 @@ class SearchOptionsIn(BaseModel):
     score_threshold: float | None = Field(None, description="keep results with cosine >= this")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     modality: Literal["text", "image", "audio"] | None = Field(None, description="shorthand for a filter on the item's modality")
-    with_payload: bool = True
+    with_payload: StrictBool = True
 
 
 class SearchRequest(SearchOptionsIn):
@@ -336,17 +398,27 @@ class SearchResponse(BaseModel):
     results: list[SearchHitOut]
 
 
+LABELS_OR_LABELSET = {  # one of them, given and non-empty
+    "anyOf": [
+        {"required": ["labels"], "properties": {"labels": {"type": "array", "minItems": 1}}},
+        {"required": ["labelset"], "properties": {"labelset": {"type": "string"}}},
+    ],
+    "not": {"required": ["labels", "labelset"], "properties": {"labels": {"type": "array", "minItems": 1}, "labelset": {"type": "string"}}},
+}
+
+
 class ClassifyOptionsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    labels: list[str] | None = Field(None, examples=[["cat", "dog", "car"]])
-    labelset: str | None = Field(None, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
-    templates: list[str] | None = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=LABELS_OR_LABELSET)
+    labels: list[Label] | None = Field(None, examples=[["cat", "dog", "car"]], json_schema_extra={"maxItems": MAX_LABELS, "uniqueItems": True})
+    labelset: str | None = Field(None, pattern=NAME_PATTERN, description="name of a stored label set (PUT /v1/labelsets/{name}); instead of labels")
+    templates: list[Template] | None = Field(
         None,
         description="prompt templates with '{}' for the label; default: a photo-template ensemble for images, a sound-template "
         "ensemble for audio, the bare label for texts",
+        json_schema_extra={"maxItems": MAX_TEMPLATES},
     )
     top_k: int = Field(5, ge=1, le=1000)
-    multi_label: bool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
+    multi_label: StrictBool = Field(False, description="independent per-label scores instead of a softmax over the labels (sigmoid models always are)")
 
 
 class ClassifyRequest(ClassifyOptionsIn):
@@ -354,7 +426,10 @@ class ClassifyRequest(ClassifyOptionsIn):
     each an image or audio file by its declared type, extension or magic bytes, plus an optional `params` field
     holding the other fields as JSON (inputs given there come first)."""
 
-    inputs: list[InputRef] = Field(default_factory=list)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={**LABELS_OR_LABELSET, "required": ["inputs"]})
+    inputs: list[InputRef] = Field(
+        default_factory=list, json_schema_extra={"minItems": 1, LIMIT: "max_inputs_per_request"}, description="at least one in a JSON body"
+    )
 
 
 class LabelScoreOut(BaseModel):
@@ -377,8 +452,8 @@ class ClassifyResponse(BaseModel):
 
 class LabelSetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: list[str]
-    templates: list[str] | None = None
+    labels: list[Label] = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_LABELS, "uniqueItems": True})
+    templates: list[Template] | None = Field(None, json_schema_extra={"maxItems": MAX_TEMPLATES})
     description: str = ""
 
 

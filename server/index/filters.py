@@ -24,6 +24,7 @@ reserved for the store's bookkeeping; filter by id with `has_id` instead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, Union
 
@@ -33,6 +34,9 @@ from .store import RESERVED_PREFIX, point_uuid
 __all__ = [
     "FilterBuilder",
     "FilterNode",
+    "PAYLOAD_PATH_PATTERN",
+    "PAYLOAD_PATH_RULE",
+    "is_payload_path",
     "parse_filter",
     "render_filter",
     "restrict_to_ids",
@@ -164,9 +168,23 @@ def _parse_cond_list(raw: Any, where: str, depth: int) -> tuple:
     return tuple(_parse_condition(c, f"{where}[{i}]", depth) for i, c in enumerate(raw))
 
 
+# Qdrant's payload path syntax (both engines refuse anything else with a bare ValueError, which reached
+# clients as 503): keys of letters, digits, '_' and '-', or "quoted", joined by dots, each optionally
+# followed by [] or [n] (n below 10^9: the engines parse it into a machine integer).
+PAYLOAD_PATH_PATTERN = r'^(?:[\w-]+|"[^"]*")(?:\[\d{0,9}\])*(?:\.(?:[\w-]+|"[^"]*")(?:\[\d{0,9}\])*)*$'
+PAYLOAD_PATH_RULE = "letters, digits, '_' and '-' (or a \"quoted key\"), dots between nested keys, [] or [n] after arrays"
+_PAYLOAD_PATH_RE = re.compile(PAYLOAD_PATH_PATTERN.replace("$", r"\Z"))
+
+
+def is_payload_path(key: str) -> bool:
+    return bool(_PAYLOAD_PATH_RE.match(key))
+
+
 def _key(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidFilter(f"{where}: 'key' must be a non-empty string such as \"tags\" or \"meta.color\"")
+    if not is_payload_path(value):
+        raise InvalidFilter(f"{where}: key {value!r} is not a payload path; use {PAYLOAD_PATH_RULE}, e.g. \"meta.color\" or \"items[].sku\"")
     if value.startswith(RESERVED_PREFIX):
         raise InvalidFilter(
             f"{where}: key {value!r} is reserved for the store's bookkeeping; filter on ids with "
