@@ -46,6 +46,7 @@ class ErrorCode(str, Enum):
     INVALID_FILTER = "invalid_filter"
     DIMENSION_MISMATCH = "dimension_mismatch"
     ITEM_NOT_FOUND = "item_not_found"
+    MEDIA_NOT_FOUND = "media_not_found"
     INDEX_UNAVAILABLE = "index_unavailable"
     LABELS_EMPTY = "labels_empty"
     LABELSET_NOT_FOUND = "labelset_not_found"
@@ -83,6 +84,7 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_FILTER: ErrorSpec(422, "Invalid filter"),
     ErrorCode.DIMENSION_MISMATCH: ErrorSpec(422, "Vector dimension mismatch"),
     ErrorCode.ITEM_NOT_FOUND: ErrorSpec(404, "Item not found"),
+    ErrorCode.MEDIA_NOT_FOUND: ErrorSpec(404, "No kept media"),
     ErrorCode.INDEX_UNAVAILABLE: ErrorSpec(503, "Index unavailable"),
     ErrorCode.LABELS_EMPTY: ErrorSpec(422, "No labels"),
     ErrorCode.LABELSET_NOT_FOUND: ErrorSpec(404, "Label set not found"),

@@ -13,13 +13,13 @@ from ..services.inputs import RawInput
 from ..services.search import combined_filter
 from ..settings import LimitsSettings
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_upload, upload_label, validation_message
+from .schemas_media import CreateCollectionIn
 from .schemas import (
     IndexingOut,
     OptimizeResponse,
     AddItemsResponse,
     CollectionOut,
     CollectionsResponse,
-    CreateCollectionRequest,
     DeleteItemsRequest,
     DeleteItemsResponse,
     ExistsRequest,
@@ -75,9 +75,9 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
 
 
 @router.post("/v1/collections", status_code=201, response_model=CollectionOut, summary="Create a collection in the loaded model's space")
-async def create_collection(request: Request, body: CreateCollectionRequest) -> CollectionOut:
+async def create_collection(request: Request, body: CreateCollectionIn) -> CollectionOut:
     service = _service(request)
-    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes))
+    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes), keep_media=body.keep_media)
     return collection_out(info, service)
 
 

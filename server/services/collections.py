@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from ..errors import ErrorCode, OmnivecError, from_index_error
 from ..ids import content_id
@@ -25,7 +25,11 @@ from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .media_store import MediaKeeper
+
 MODALITY_KEY = "modality"
+KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
 T = TypeVar("T")
 
 
@@ -92,11 +96,14 @@ def split_payload(stored: dict | None) -> tuple[str | None, dict]:
 class CollectionService:
     """Create/list/delete collections; add, fetch and delete their items."""
 
-    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None) -> None:
+    def __init__(
+        self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
+    ) -> None:
         self.store = store
         self.embedding = embedding
         self.resolver = resolver
         self.builder = builder or IndexBuilder(store, optimize_after_points=0)
+        self.media = media  # None: no media kept at all (unit tests of other parts)
 
     @property
     def space_id(self) -> str:
@@ -108,10 +115,12 @@ class CollectionService:
 
     # -- collections ----------------------------------------------------------------------------
 
-    async def create(self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None) -> CollectionInfo:
+    async def create(
+        self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None, keep_media: bool = True
+    ) -> CollectionInfo:
         """A collection in this model's space and dim; `modality` is always given a keyword index."""
         manifest = self.embedding.manifest
-        meta = {"description": description, "extra": dict(extra or {})}
+        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
         info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta, collection=name)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
         for key, schema in indexes.items():
@@ -127,6 +136,8 @@ class CollectionService:
     async def delete(self, name: str) -> None:
         await run_store(self.store.delete_collection, name, collection=name)
         self.builder.forget(name)
+        if self.media is not None:
+            await run_store(self.media.store.drop, name, collection=name)
 
     async def optimize(self, name: str) -> bool:
         """Start a background index build now; False when one is already running."""
@@ -152,7 +163,7 @@ class CollectionService:
 
     async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
         """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
-        await self.compatible(name, "add items to")
+        info = await self.compatible(name, "add items to")
         result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
         specs = [e for e in entries if isinstance(e, ItemSpec)]
         resolved = await self.resolver.resolve_each([s.input for s in specs])
@@ -160,15 +171,18 @@ class CollectionService:
         result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
         vectors = await embed_each(self.embedding, [r for _, r in ready])
         points: list[tuple[int, Point]] = []
+        kept: list[tuple[str, RawInput, Resolved]] = []
         for (spec, res), vector in zip(ready, vectors):
             if isinstance(vector, OmnivecError):
                 result.errors.append(ItemError.of(spec.index, vector))
                 continue
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
+            kept.append((point_id, spec.input, res))
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points], collection=name)
             self.builder.note_added(name, len(points))
+            await self._keep_media(name, info, kept)
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
@@ -193,4 +207,29 @@ class CollectionService:
         """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
         if ids is None and not filter:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
-        return await run_store(self.store.delete_points, name, ids, filter or None, collection=name)
+        if self.media is None:
+            return await run_store(self.store.delete_points, name, ids, filter or None, collection=name)
+        # Media is keyed by item id: find the ids a filter deletes first, then forget the media of those gone.
+        candidates = ids if ids is not None else await self._matching_ids(name, filter)
+        deleted = await run_store(self.store.delete_points, name, ids, filter or None, collection=name)
+        remaining = await self.existing_ids(name, candidates) if candidates else set()
+        await run_store(self.media.store.delete, name, [i for i in candidates if i not in remaining], collection=name)
+        return deleted
+
+    async def _matching_ids(self, name: str, filter: Mapping[str, Any] | None) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await self.scroll(name, 1000, cursor, filter, False)
+            ids += [p.id for p in page]
+            if cursor is None:
+                return ids
+
+    async def _keep_media(self, name: str, info: CollectionInfo, kept: list[tuple[str, RawInput, Resolved]]) -> None:
+        """Keep previews of freshly indexed items (unless the collection was created with keep_media=false)."""
+        if self.media is None:
+            return
+        if (info.extra or {}).get(KEEP_MEDIA_KEY, True):
+            await run_store(self.media.keep, name, kept, collection=name)
+        else:  # an item replaced in a collection that keeps nothing must not show its old preview
+            await run_store(self.media.store.delete, name, [item_id for item_id, _, _ in kept], collection=name)
