@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
@@ -189,7 +190,9 @@ class QdrantMediaStore:
                         client.create_collection(
                             self.COLLECTION, vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT), on_disk_payload=True
                         )
-                        client.create_payload_index(self.COLLECTION, "collection", models.PayloadSchemaType.KEYWORD)
+                        with warnings.catch_warnings():  # local mode (tests) says indexes have no effect there; they do on a server
+                            warnings.simplefilter("ignore", UserWarning)
+                            client.create_payload_index(self.COLLECTION, "collection", models.PayloadSchemaType.KEYWORD)
                     except Exception:  # noqa: BLE001 - another replica created it first
                         if not client.collection_exists(self.COLLECTION):
                             raise
