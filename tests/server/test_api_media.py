@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 
 import httpx
 import pytest
@@ -151,3 +152,17 @@ def test_qdrant_engine_keeps_media_in_its_hidden_collection(tiny_audio_bundle, t
         httpx.delete(f"{server.url}/v1/collections/q")
         assert store.ids("q") == set()
     assert not (tmp_path / "data" / "media").exists()  # nothing written to the data dir on this engine
+
+
+def test_a_demo_indexed_before_media_was_kept_gets_its_media_at_the_next_start(tiny_audio_bundle, tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "p.jpg").write_bytes(JPEG)
+    (tmp_path / "demo" / "t.wav").write_bytes(WAV)
+    (tmp_path / "demo" / "items.jsonl").write_text('{"path": "p.jpg", "id": "p"}\n{"path": "t.wav", "id": "t"}\n')
+    settings = Settings(data_dir=tmp_path / "data", demo_items=tmp_path / "demo" / "items.jsonl", model={"bundle": tiny_audio_bundle, "intra_op_threads": 1})
+    with InProcessServer(create_app(settings)) as server:
+        assert _media(server, "demo", "t").headers["content-type"] == "audio/ogg"
+    shutil.rmtree(tmp_path / "data" / "media")  # as a server before kept media left it
+    with InProcessServer(create_app(settings)) as server:
+        assert _media(server, "demo", "p").headers["content-type"] == "image/webp"
+        assert _media(server, "demo", "t", original="true").content == WAV
