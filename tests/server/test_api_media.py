@@ -166,3 +166,14 @@ def test_a_demo_indexed_before_media_was_kept_gets_its_media_at_the_next_start(t
     with InProcessServer(create_app(settings)) as server:
         assert _media(server, "demo", "p").headers["content-type"] == "image/webp"
         assert _media(server, "demo", "t", original="true").content == WAV
+
+
+def test_sdk_creates_collections_with_or_without_kept_media(media_server):
+    from omnivec_client import Client, Item
+
+    with Client(media_server.url) as omni:
+        omni.create_collection("sdk-bare", keep_media=False)
+        omni.create_collection("sdk-kept")
+        for name in ("sdk-bare", "sdk-kept"):
+            omni.add(name, [Item(id="p", image=JPEG)])
+    assert _media(media_server, "sdk-bare", "p").status_code == 404 and _media(media_server, "sdk-kept", "p").status_code == 200
