@@ -39,17 +39,21 @@ class Preview:
 
 def image_thumbnail(data: bytes, settings: MediaSettings) -> Preview:
     """A WebP thumbnail within the configured side and byte bounds (EXIF orientation applied)."""
+    px = settings.thumbnail_px
     with Image.open(io.BytesIO(data)) as opened:
-        opened.draft("RGB", (settings.thumbnail_px, settings.thumbnail_px))  # JPEG: decode at a reduced scale, much faster
+        w, h = opened.size
+        scale = px / max(w, h, 1)
+        # JPEG: decode straight at 1/2, 1/4 or 1/8 scale while still at least the thumbnail's size (several times faster)
+        opened.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         image = ImageOps.exif_transpose(opened)
         image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else "RGB")
-    side = settings.thumbnail_px
+    side = px
     while True:
         thumb = image.copy()
         thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
         for quality in _QUALITIES:
             out = io.BytesIO()
-            thumb.save(out, "WEBP", quality=quality, method=4)
+            thumb.save(out, "WEBP", quality=quality, method=2)  # method 4+ is 3-7x slower for ~2% fewer bytes
             if out.tell() <= settings.thumbnail_max_bytes:
                 return Preview(THUMBNAIL_TYPE, out.getvalue())
         if side <= 32:  # a 32 px WebP is a few hundred bytes; the byte cap is at least 4 KiB

@@ -10,10 +10,9 @@ creation, default on; collections created before it existed count as on).
 One `MediaStore` protocol, two stores, one contract suite (`tests/server/test_media_stores.py`),
 following the label-set stores:
 
-* `FileMediaStore`: under `data_dir/media/<collection>/`, per item a JSON record plus the
-  preview and original files, named by the sha256 of the item id (ids are free-form strings).
-  Every file is written to a temp name and renamed; the record last, so a reader never sees a
-  record whose files are missing. Used with the embedded Edge engine.
+* `FileMediaStore`: under `data_dir/media/<collection>/`, one file per item (a JSON record line,
+  the preview, the original) named by the sha256 of the item id (ids are free-form strings),
+  written to a temp name, fsynced and renamed. Used with the embedded Edge engine.
 * `QdrantMediaStore`: one point per item in the hidden Qdrant collection `_omnivec_media`
   (payload: the record, bytes base64-encoded, payload kept on disk), so every replica behind the
   same Qdrant serves the same media. Its name starts with `_`, which no user collection can.
@@ -94,62 +93,65 @@ def _item_key(item_id: str) -> str:
 
 
 class FileMediaStore:
-    """Kept media as files under one directory per collection (the embedded engine's data dir)."""
+    """Kept media as files, one per item, under one directory per collection (the embedded engine's data dir).
+
+    An item's file is its record as one JSON line, then the preview bytes, then the original's:
+    one write, one fsync and one rename per item, and a reader always sees a record with the bytes
+    it describes (a replaced item is never half old, half new).
+    """
+
+    SUFFIX = ".media"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._lock = threading.Lock()
 
-    def _base(self, collection: str, item_id: str) -> Path:
+    def _path(self, collection: str, item_id: str) -> Path:
         key = _item_key(item_id)
-        return self.root / validate_collection_name(collection) / key[:2] / key
+        return self.root / validate_collection_name(collection) / key[:2] / f"{key}{self.SUFFIX}"
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
+    def put(self, collection: str, item_id: str, media: KeptMedia) -> None:
+        path = self._path(collection, item_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        preview, original = media.preview or b"", media.original or b""
+        header = {"id": item_id, **media.record(), "preview_len": len(preview)}
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(json.dumps(header).encode("utf-8") + b"\n")
+            f.write(preview)
+            f.write(original)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def put(self, collection: str, item_id: str, media: KeptMedia) -> None:
-        base = self._base(collection, item_id)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for suffix, data in ((".preview", media.preview), (".original", media.original)):
-            path = base.with_suffix(suffix)
-            if data is None:
-                path.unlink(missing_ok=True)
-            else:
-                self._write(path, data)
-        self._write(base.with_suffix(".json"), json.dumps({"id": item_id, **media.record()}).encode("utf-8"))
+    @staticmethod
+    def _header(f: Any) -> dict:
+        return json.loads(f.readline())
 
     def get(self, collection: str, item_id: str, with_original: bool = False) -> KeptMedia | None:
-        base = self._base(collection, item_id)
         try:
-            record = json.loads(base.with_suffix(".json").read_bytes())
-            record.pop("id", None)
-            preview = base.with_suffix(".preview").read_bytes() if record.get("preview_type") else None
-            original = base.with_suffix(".original").read_bytes() if with_original and record.get("original_bytes") else None
-        except FileNotFoundError:  # never kept, or deleted (or replaced) while being read
+            with open(self._path(collection, item_id), "rb") as f:
+                record = self._header(f)
+                size = record.pop("preview_len", 0)
+                preview = f.read(size) if record.get("preview_type") else None
+                original = f.read() if with_original and record.get("original_bytes") else None
+        except FileNotFoundError:  # never kept, or deleted while being looked up
             return None
+        record.pop("id", None)
         return KeptMedia(preview=preview, original=original, **record)
 
     def delete(self, collection: str, item_ids: Iterable[str]) -> None:
         for item_id in item_ids:
-            base = self._base(collection, item_id)
-            for suffix in (".json", ".preview", ".original"):  # the record first: readers then see nothing
-                base.with_suffix(suffix).unlink(missing_ok=True)
+            self._path(collection, item_id).unlink(missing_ok=True)
 
     def drop(self, collection: str) -> None:
         shutil.rmtree(self.root / validate_collection_name(collection), ignore_errors=True)
 
     def ids(self, collection: str) -> set[str]:
-        folder = self.root / validate_collection_name(collection)
         found = set()
-        for path in folder.glob("*/*.json"):
+        for path in (self.root / validate_collection_name(collection)).glob(f"*/*{self.SUFFIX}"):
             try:
-                found.add(json.loads(path.read_bytes())["id"])
+                with open(path, "rb") as f:
+                    found.add(self._header(f)["id"])
             except (FileNotFoundError, ValueError, KeyError):
                 continue
         return found

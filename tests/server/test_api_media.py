@@ -52,7 +52,7 @@ def _media(server, collection: str, item_id: str, **params) -> httpx.Response:
 
 
 def _kept_files(server, collection: str) -> int:
-    return len(list((server.data_dir / "media" / collection).glob("*/*.json")))
+    return len(list((server.data_dir / "media" / collection).glob("*/*.media")))
 
 
 def test_each_kind_of_item_keeps_its_media_and_the_route_serves_it(media_server):
