@@ -131,7 +131,7 @@ async function runSearch() {
     if (seq !== state.searchSeq) return; // a newer search finished first
     renderResults(body.results);
     const ms = Math.round(performance.now() - started);
-    setStatus("search-status", body.results.length ? `${body.results.length} results in ${ms} ms` : "No results.");
+    setStatus("search-status", body.results.length ? `${body.results.length} result${body.results.length === 1 ? "" : "s"} in ${ms} ms` : "No results.");
   } catch (err) {
     if (seq === state.searchSeq) setStatus("search-status", err.message, true);
   }
@@ -192,8 +192,9 @@ async function loadMedia(hit, figure) {
     } else if (!response.ok) {
       shown = el("span", { class: "none", text: `preview failed (${response.status})` });
     } else if ((response.headers.get("content-type") || "").startsWith("application/json")) {
-      const { url: source } = await response.json(); // a URL item: the browser shows the URL itself
-      shown = mediaElement(hit, source, source);
+      const { url: source } = await response.json(); // a URL item: the browser loads the URL itself
+      shown = el("div", { class: "from-url" }, mediaElement(hit, source, source),
+        el("a", { href: source, target: "_blank", rel: "noopener noreferrer", class: "source", text: source }));
     } else if (hit.modality === "text") {
       shown = el("blockquote", { text: await response.text() });
     } else {

@@ -19,6 +19,7 @@ import pytest
 from omnivec.server.ids import content_id
 from omnivec.server_process import ServerProcess
 from tests.media import encode, encode_audio, scene, tone
+from tests.media_server import MediaServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -58,7 +59,12 @@ def demo(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def server(tiny_audio_bundle, demo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("page-server")
-    env = {"OMNIVEC_DATA_DIR": str(tmp / "data"), "OMNIVEC_DEMO_ITEMS": str(demo["items"]), "OMNIVEC_SERVER__API_KEYS": f"other-key,{KEY}"}
+    env = {
+        "OMNIVEC_DATA_DIR": str(tmp / "data"),
+        "OMNIVEC_DEMO_ITEMS": str(demo["items"]),
+        "OMNIVEC_SERVER__API_KEYS": f"other-key,{KEY}",
+        "OMNIVEC_FETCH__ALLOW_PRIVATE": '["127.0.0.1/32"]',  # the URL item test's own media server
+    }
     proc = ServerProcess(tiny_audio_bundle, log=tmp / "server.log", env=env).start()
     yield proc
     proc.stop()
@@ -100,7 +106,7 @@ def page(browser, server):
 def _search_text(tab, text: str) -> None:
     tab.fill("#q", text)
     tab.click("#search-form button[type=submit]")
-    tab.wait_for_selector("#search-status:text-matches('results in')")
+    tab.wait_for_selector("#search-status:text-matches('results? in')")
 
 
 def _media_loaded(tab) -> None:
@@ -202,7 +208,7 @@ def test_text_search_shows_pictures_plays_sounds_and_filters_by_modality(page, s
 def test_dropping_pasting_and_choosing_files_searches_by_them(page, demo, shots):
     picture = demo["files"]["scene2.png"]
     _drop(page, "#drop", picture, "scene2.png", "image/png")
-    page.wait_for_selector("#search-status:text-matches('results in')")
+    page.wait_for_selector("#search-status:text-matches('results? in')")
     assert _first_result(page) == (content_id("image", picture), pytest.approx(1.0, abs=1e-3))  # the picture itself first
     assert page.is_visible("#search-query-file img")
     _media_loaded(page)
@@ -247,9 +253,25 @@ def test_keyboard_only_search(page):
     page.focus("#q")
     page.keyboard.type("scene")
     page.keyboard.press("Enter")
-    page.wait_for_selector("#search-status:text-matches('results in')")
+    page.wait_for_selector("#search-status:text-matches('results? in')")
     page.focus("#tab-search")
     page.keyboard.press("ArrowRight")
     assert page.evaluate("document.activeElement.id") == "tab-classify" and page.is_visible("#panel-classify")
     assert not page.is_visible("#panel-search")
 
+
+
+def test_url_items_show_their_url(page, server, shots):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with MediaServer({"remote.png": encode(scene(width=200, height=150, seed=7), "PNG")}) as remote:
+        url = f"{remote.url}/img/remote.png"
+        assert httpx.post(f"{server.url}/v1/collections", json={"name": "links"}, headers=auth).status_code == 201
+        added = httpx.post(f"{server.url}/v1/collections/links/items", json={"items": [{"url": url, "id": "remote"}]}, headers=auth)
+        assert added.json()["indexed"] == 1
+        page.reload()  # the key is remembered by the tab: no prompt
+        page.wait_for_selector("#collection option[value=links]", state="attached")
+        page.select_option("#collection", "links")
+        _search_text(page, "anything")
+        _media_loaded(page)  # the picture, loaded by the browser from its URL
+        assert page.locator("#results .card a.source").inner_text() == url
+        page.screenshot(path=shots / "search-url-item.png")
