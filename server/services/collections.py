@@ -26,7 +26,7 @@ from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .media_store import MediaKeeper
+    from .media_store import KeptMedia, MediaKeeper
 
 MODALITY_KEY = "modality"
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
@@ -169,20 +169,23 @@ class CollectionService:
         resolved = await self.resolver.resolve_each([s.input for s in specs])
         ready = [(s, r) for s, r in zip(specs, resolved) if isinstance(r, Resolved)]
         result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
+        making = self._start_media(info, [(s.input, r) for s, r in ready])  # previews are made while the model embeds
         vectors = await embed_each(self.embedding, [r for _, r in ready])
+        made = await making if making is not None else [None] * len(ready)
         points: list[tuple[int, Point]] = []
-        kept: list[tuple[str, RawInput, Resolved]] = []
-        for (spec, res), vector in zip(ready, vectors):
+        kept: list[tuple[str, KeptMedia | None]] = []
+        for (spec, res), vector, media in zip(ready, vectors, made):
             if isinstance(vector, OmnivecError):
                 result.errors.append(ItemError.of(spec.index, vector))
                 continue
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
-            kept.append((point_id, spec.input, res))
+            kept.append((point_id, media))
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points], collection=name)
             self.builder.note_added(name, len(points))
-            await self._keep_media(name, info, kept)
+            if self.media is not None:
+                await run_store(self.media.put_all, name, kept, collection=name)
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
@@ -225,11 +228,10 @@ class CollectionService:
             if cursor is None:
                 return ids
 
-    async def _keep_media(self, name: str, info: CollectionInfo, kept: list[tuple[str, RawInput, Resolved]]) -> None:
-        """Keep previews of freshly indexed items (unless the collection was created with keep_media=false)."""
-        if self.media is None:
-            return
-        if (info.extra or {}).get(KEEP_MEDIA_KEY, True):
-            await run_store(self.media.keep, name, kept, collection=name)
-        else:  # an item replaced in a collection that keeps nothing must not show its old preview
-            await run_store(self.media.store.delete, name, [item_id for item_id, _, _ in kept], collection=name)
+    def _start_media(self, info: CollectionInfo, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
+        """Start making the items' previews on a worker thread; None when nothing is kept (this server keeps no
+        media, or the collection was created with keep_media=false: its items then get None, which also removes
+        what an earlier version of a replaced item kept)."""
+        if self.media is None or not (info.extra or {}).get(KEEP_MEDIA_KEY, True):
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(self.media.make_all, inputs))

@@ -294,16 +294,16 @@ class MediaKeeper:
             original_type=original_type(resolved.modality, value) if keep_original else None,
         )
 
-    def keep(self, collection: str, items: list[tuple[str, RawInput, Resolved]]) -> None:
-        """Make and store the media of freshly indexed items (blocking: run it off the event loop)."""
-        gone = []
-        for item_id, raw, resolved in items:
-            media = self.make(raw, resolved)
-            if media is None:
-                gone.append(item_id)  # a replaced item must not keep showing its old picture
-            else:
+    def make_all(self, inputs: list[tuple[RawInput, Resolved]]) -> list[KeptMedia | None]:
+        """The media of a batch (blocking: the collection service runs it beside the embedding)."""
+        return [self.make(raw, resolved) for raw, resolved in inputs]
+
+    def put_all(self, collection: str, items: list[tuple[str, KeptMedia | None]]) -> None:
+        """Store each item's media; an item with none loses what an earlier version of it kept."""
+        for item_id, media in items:
+            if media is not None:
                 self.store.put(collection, item_id, media)
-        self.store.delete(collection, gone)
+        self.store.delete(collection, [item_id for item_id, media in items if media is None])
 
 
 def media_store(settings: Any, index: Any) -> MediaStore:
