@@ -27,6 +27,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 KEY = "page-test-key"
+SHAPES = [("circle", "red"), ("square", "blue"), ("triangle", "green"), ("circle", "orange")]
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 210), "green": (40, 160, 70), "orange": (245, 150, 30)}
 
 if not Path(CHROMIUM).exists():
     reason = "Debian's chromium is not installed (apt-get install chromium; .ci/run does it)"
@@ -37,15 +39,31 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' installs playwright")
 
 
+def picture(shape: str, colour: str, seed: int):
+    """A distinct little picture per demo item: one coloured shape on a soft textured background."""
+    from PIL import ImageDraw, ImageFilter
+
+    image = scene(width=240, height=180, seed=seed).filter(ImageFilter.GaussianBlur(6)).point(lambda v: 150 + v // 3)
+    draw = ImageDraw.Draw(image)
+    box = (70, 40, 170, 140)
+    if shape == "circle":
+        draw.ellipse(box, fill=COLOURS[colour])
+    elif shape == "square":
+        draw.rectangle(box, fill=COLOURS[colour])
+    else:
+        draw.polygon([(120, 35), (175, 140), (65, 140)], fill=COLOURS[colour])
+    return image
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
     """A demo manifest: four pictures, two sounds, one text; returns their files by name."""
     root = tmp_path_factory.mktemp("page-demo")
     (root / "media").mkdir()
     files, rows = {}, []
-    for k in range(4):
-        files[f"scene{k}.png"] = encode(scene(width=240, height=180, seed=k), "PNG")
-        rows.append({"path": f"media/scene{k}.png", "payload": {"label": f"scene {k}", "kind": "picture"}})
+    for k, (shape, colour) in enumerate(SHAPES):
+        files[f"scene{k}.png"] = encode(picture(shape, colour, seed=k), "PNG")
+        rows.append({"path": f"media/scene{k}.png", "payload": {"label": f"scene {k}", "caption": f"a {colour} {shape}", "kind": "picture"}})
     for name, freq in (("low.wav", 220.0), ("high.wav", 880.0)):
         files[name] = encode_audio(tone(freq, 2.0, 16000), 16000)
         rows.append({"path": f"media/{name}", "payload": {"label": f"a {int(freq)} Hz tone", "kind": "sound"}})
@@ -191,7 +209,7 @@ def test_text_search_shows_pictures_plays_sounds_and_filters_by_modality(page, s
     assert sorted(modalities) == ["audio", "audio", "image", "image", "image", "image", "text"]
     assert page.locator("#results .card[data-modality=text] blockquote").inner_text() == "a short note about red circles"
     labels = page.eval_on_selector_all("#results .card[data-modality=image] img", "imgs => imgs.map(i => i.alt)")
-    assert sorted(labels) == [f"scene {k}" for k in range(4)]
+    assert sorted(labels) == sorted(f"a {colour} {shape}" for shape, colour in SHAPES)
     page.screenshot(path=shots / "search-text.png", full_page=True)
 
     page.click("label[for=m-audio]")
