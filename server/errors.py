@@ -50,6 +50,7 @@ class ErrorCode(str, Enum):
     INVALID_FILTER = "invalid_filter"
     DIMENSION_MISMATCH = "dimension_mismatch"
     ITEM_NOT_FOUND = "item_not_found"
+    MEDIA_NOT_FOUND = "media_not_found"
     INDEX_UNAVAILABLE = "index_unavailable"
     INDEX_TIMEOUT = "index_timeout"
     INDEX_FAILED = "index_failed"
@@ -99,6 +100,7 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_FILTER: ErrorSpec(422, "Invalid filter"),
     ErrorCode.DIMENSION_MISMATCH: ErrorSpec(422, "Vector dimension mismatch"),
     ErrorCode.ITEM_NOT_FOUND: ErrorSpec(404, "Item not found"),
+    ErrorCode.MEDIA_NOT_FOUND: ErrorSpec(404, "No kept media"),
     # Engine failures: unreachable (retry later), too slow (retry, maybe smaller), or refused an
     # operation the server had already validated (a bug or a damaged collection: not worth retrying).
     ErrorCode.INDEX_UNAVAILABLE: ErrorSpec(503, "Index unavailable"),

@@ -128,6 +128,21 @@ class FetchSettings(BaseModel):
     )
 
 
+class MediaSettings(BaseModel):
+    """What the server keeps of each item it indexes from bytes, so results can be shown and re-embedded later."""
+
+    thumbnail_px: int = Field(256, ge=32, le=1024, description="Longest side of an image item's kept thumbnail (WebP).")
+    thumbnail_max_bytes: int = Field(48 * 1024, ge=4096, description="Most bytes of one thumbnail; quality is lowered (then size) until it fits.")
+    audio_preview_s: float = Field(10.0, gt=0, le=120, description="Seconds of an audio item kept as its preview (OGG/Vorbis, mono, at most 22.05 kHz).")
+    audio_preview_max_bytes: int = Field(128 * 1024, ge=4096, description="Most bytes of one audio preview; it is shortened until it fits.")
+    original_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=0,
+        description="Keep an item's original file too when it is at most this large (texts: always), so a collection can be "
+        "re-embedded later without its sources; 0 keeps previews only.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about a running omnivec server."""
 
@@ -150,6 +165,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     qdrant_url: str | None = Field(
         None,
         validation_alias=AliasChoices("OMNIVEC_QDRANT_URL"),
@@ -176,3 +192,7 @@ class Settings(BaseSettings):
         """Where TensorRT keeps built engines, so a restart does not rebuild them (minutes per tower)."""
         return Path(self.data_dir) / "tensorrt-cache"
 
+    @property
+    def media_dir(self) -> Path:
+        """Where the Edge engine's kept media (thumbnails, audio previews, originals) live, one folder per collection."""
+        return Path(self.data_dir) / "media"

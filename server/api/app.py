@@ -30,10 +30,11 @@ from ..services.demo import index_demo
 from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
+from ..services.media_store import MediaKeeper, media_store
 from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
-from . import routes_classify, routes_collections, routes_embed, routes_openai, routes_search, routes_system
+from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_search, routes_system
 from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
 from .bodies import error_text
@@ -272,7 +273,8 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     # The download cap is the larger media limit; each modality's own limit applies once its type is known.
     fetcher = UrlFetcher(settings.fetch, max_bytes=max(limits.max_image_bytes, limits.max_audio_bytes))
     resolver = InputResolver(fetcher, settings.limits)
-    collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points))
+    media = MediaKeeper(media_store(settings, store), settings.media)
+    collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections
     app.state.search = SearchService(store, service, resolver)
@@ -352,6 +354,8 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_collections.router)
     app.include_router(routes_search.router)
     app.include_router(routes_classify.router)
+    app.include_router(routes_media.router)
+    app.include_router(routes_page.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
     if keys := parse_keys(settings.server.api_keys):
         app.add_middleware(ApiKeyAuth, keys=keys, send_error=_send_error)  # before the body is read

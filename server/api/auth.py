@@ -2,7 +2,8 @@
 
 Several comma-separated keys may be valid at once, so a key can be rotated without downtime: add
 the new one, move clients, remove the old. Liveness/readiness probes, /metrics and the API docs
-stay open (orchestrators and Prometheus scrape them without credentials); everything else needs
+stay open (orchestrators and Prometheus scrape them without credentials), and so do the search page's
+static files at / and /ui/ (they hold no data; the page asks for a key); everything else needs
 `Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys are compared in constant time.
 """
 
@@ -14,7 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ErrorCode, OmnivecError
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+OPEN_PREFIXES = ("/ui/",)  # the search page's static files: public code, no data (the page asks for a key on 401)
 
 
 def parse_keys(value: str | None) -> tuple[bytes, ...]:
@@ -40,7 +42,8 @@ class ApiKeyAuth:
         self.send_error = send_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         key = presented_key(dict(scope.get("headers") or []))

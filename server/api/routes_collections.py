@@ -17,6 +17,7 @@ from .bodies import app_state, body_kind, check_count, form_json, json_object, r
 from .disconnect import cancel_on_disconnect
 from .json_limits import BoundedJsonRoute
 from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
+from .schemas_media import CreateCollectionIn
 from .schemas import (
     IndexingOut,
     OptimizeResponse,
@@ -25,7 +26,6 @@ from .schemas import (
     CollectionName,
     CollectionsResponse,
     DeletedOut,
-    CreateCollectionRequest,
     DeleteItemsRequest,
     DeleteItemsResponse,
     ExistsRequest,
@@ -87,9 +87,9 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
     summary="Create a collection in the loaded model's space",
     responses=route_errors(VALIDATED, STARTING, (ErrorCode.COLLECTION_EXISTS, ErrorCode.INDEX_UNAVAILABLE)),
 )
-async def create_collection(request: Request, body: CreateCollectionRequest) -> CollectionOut:
+async def create_collection(request: Request, body: CreateCollectionIn) -> CollectionOut:
     service = _service(request)
-    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes))
+    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes), keep_media=body.keep_media)
     return collection_out(info, service)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
@@ -26,7 +26,11 @@ from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .media_store import KeptMedia, MediaKeeper
+
 MODALITY_KEY = "modality"
+KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
 T = TypeVar("T")
 
 
@@ -101,11 +105,14 @@ def split_payload(stored: dict | None) -> tuple[str | None, dict]:
 class CollectionService:
     """Create/list/delete collections; add, fetch and delete their items."""
 
-    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None) -> None:
+    def __init__(
+        self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
+    ) -> None:
         self.store = store
         self.embedding = embedding
         self.resolver = resolver
         self.builder = builder or IndexBuilder(store, optimize_after_points=0)
+        self.media = media  # None: no media kept at all (unit tests of other parts)
 
     @property
     def space_id(self) -> str:
@@ -117,10 +124,12 @@ class CollectionService:
 
     # -- collections ----------------------------------------------------------------------------
 
-    async def create(self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None) -> CollectionInfo:
+    async def create(
+        self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None, keep_media: bool = True
+    ) -> CollectionInfo:
         """A collection in this model's space and dim; `modality` is always given a keyword index."""
         manifest = self.embedding.manifest
-        meta = {"description": description, "extra": dict(extra or {})}
+        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
         info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
         for key, schema in indexes.items():
@@ -136,6 +145,8 @@ class CollectionService:
     async def delete(self, name: str) -> None:
         await run_store(self.store.delete_collection, name)
         self.builder.forget(name)
+        if self.media is not None:
+            await run_store(self.media.store.drop, name)
 
     async def optimize(self, name: str) -> bool:
         """Start a background index build now; False when one is already running."""
@@ -152,23 +163,29 @@ class CollectionService:
 
     async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
         """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
-        await self.compatible(name, "add items to")
+        info = await self.compatible(name, "add items to")
         result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
         specs = [e for e in entries if isinstance(e, ItemSpec)]
         resolved = await self.resolver.resolve_each([s.input for s in specs])
         ready = [(s, r) for s, r in zip(specs, resolved) if isinstance(r, Resolved)]
         result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
+        making = self._start_media(info, [(s.input, r) for s, r in ready])  # previews are made while the model embeds
         vectors = await embed_each(self.embedding, [r for _, r in ready])
+        made = await making if making is not None else [None] * len(ready)
         points: list[tuple[int, Point]] = []
-        for (spec, res), vector in zip(ready, vectors):
+        kept: list[tuple[str, KeptMedia | None]] = []
+        for (spec, res), vector, media in zip(ready, vectors, made):
             if isinstance(vector, OmnivecError):
                 result.errors.append(ItemError.of(spec.index, vector))
                 continue
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
+            kept.append((point_id, media))
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points])
             self.builder.note_added(name, len(points))
+            if self.media is not None:
+                await run_store(self.media.put_all, name, kept)
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
@@ -193,4 +210,28 @@ class CollectionService:
         """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
         if ids is None and not filter:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
-        return await run_store(self.store.delete_points, name, ids, filter or None)
+        if self.media is None:
+            return await run_store(self.store.delete_points, name, ids, filter or None)
+        # Media is keyed by item id: find the ids a filter deletes first, then forget the media of those gone.
+        candidates = ids if ids is not None else await self._matching_ids(name, filter)
+        deleted = await run_store(self.store.delete_points, name, ids, filter or None)
+        remaining = await self.existing_ids(name, candidates) if candidates else set()
+        await run_store(self.media.store.delete, name, [i for i in candidates if i not in remaining])
+        return deleted
+
+    async def _matching_ids(self, name: str, filter: Mapping[str, Any] | None) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await self.scroll(name, 1000, cursor, filter, False)
+            ids += [p.id for p in page]
+            if cursor is None:
+                return ids
+
+    def _start_media(self, info: CollectionInfo, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
+        """Start making the items' previews on a worker thread; None when nothing is kept (this server keeps no
+        media, or the collection was created with keep_media=false: its items then get None, which also removes
+        what an earlier version of a replaced item kept)."""
+        if self.media is None or not (info.extra or {}).get(KEEP_MEDIA_KEY, True):
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(self.media.make_all, inputs))

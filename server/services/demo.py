@@ -15,7 +15,7 @@ from ..sources import SourceItem, read_source
 
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
-from .collections import CollectionService, ItemSpec
+from .collections import KEEP_MEDIA_KEY, CollectionService, ItemSpec, run_store
 from .inputs import RawInput
 
 log = logging.getLogger("omnivec.demo")
@@ -50,6 +50,8 @@ async def index_demo(collections: CollectionService, items_file: Path, name: str
     inputs = [_raw_input(item) for item in items]
     ids = [item.id or content_id(raw.kind, raw.value) for item, raw in zip(items, inputs)]
     present = await collections.existing_ids(name, ids) if info is not None else set()
+    if present and collections.media is not None and (info.extra or {}).get(KEEP_MEDIA_KEY, True):  # type: ignore[union-attr]
+        present &= await run_store(collections.media.store.ids, name)  # a demo indexed before media was kept gets it now
     todo = [k for k, point_id in enumerate(ids) if point_id not in present]
     if not todo:
         log.info("demo collection %r already holds all %d items", name, len(items))

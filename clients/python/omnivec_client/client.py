@@ -140,10 +140,11 @@ class Client:
     # -- collections ------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False
+        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False, keep_media: bool = True
     ) -> Collection:
-        """A collection in the served model's space; exist_ok returns an existing one instead of failing."""
-        return self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok))
+        """A collection in the served model's space; exist_ok returns an existing one instead of failing.
+        keep_media=False: the server keeps no previews or originals of its items (nothing to show on the search page)."""
+        return self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok, keep_media=keep_media))
 
     def get_collection(self, name: str) -> Collection:
         return self._run(ops.get_collection(name))

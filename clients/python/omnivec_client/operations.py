@@ -199,10 +199,12 @@ def classify(
 # -- collections ------------------------------------------------------------------------------
 
 
-def create_collection(name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool) -> Operation[Collection]:
+def create_collection(name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool, keep_media: bool = True) -> Operation[Collection]:
     body: dict[str, Any] = {"name": name, "description": description}
     if payload_indexes:
         body["payload_indexes"] = payload_indexes
+    if not keep_media:  # sent only when off: servers from before kept media refuse unknown fields
+        body["keep_media"] = False
     try:
         return Collection.from_json((yield Call("POST", "/v1/collections", json=body, resend=False)))
     except OmnivecError as exc:
