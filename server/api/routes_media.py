@@ -17,6 +17,7 @@ from ..services.collections import CollectionService, run_store
 from ..services.media_store import MediaKeeper
 from .bodies import app_state
 from .responses import COLLECTION, STARTING, VALIDATED, route_errors
+from .schemas import CollectionName
 from .schemas_media import MediaUrlOut
 
 router = APIRouter(tags=["collections"])
@@ -56,7 +57,7 @@ def _no_media(name: str, item_id: str, original: bool) -> OmnivecError:
     description="What the server kept when it indexed the item (see `keep_media` on collection creation). Cached privately "
     "for 5 minutes with an ETag. URL items: a 307 redirect to the URL, or with redirect=false a JSON body naming it.",
 )
-async def item_media(request: Request, name: str, item_id: str, original: bool = False, redirect: bool = True) -> Response:
+async def item_media(request: Request, name: CollectionName, item_id: str, original: bool = False, redirect: bool = True) -> Response:
     collections: CollectionService = app_state(request, "collections")
     keeper: MediaKeeper | None = collections.media
     await collections.get_item(name, item_id)  # 404 for a missing collection or item, whatever was kept
