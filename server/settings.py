@@ -191,8 +191,3 @@ class Settings(BaseSettings):
     def tensorrt_cache_dir(self) -> Path:
         """Where TensorRT keeps built engines, so a restart does not rebuild them (minutes per tower)."""
         return Path(self.data_dir) / "tensorrt-cache"
-
-    @property
-    def media_dir(self) -> Path:
-        """Where the Edge engine's kept media (thumbnails, audio previews, originals) live, one folder per collection."""
-        return Path(self.data_dir) / "media"

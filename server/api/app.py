@@ -30,7 +30,7 @@ from ..services.demo import index_demo
 from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
-from ..services.media_store import MediaKeeper, media_store
+from ..services.media_keeper import MediaKeeper
 from ..services.search import SearchService
 from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
@@ -273,7 +273,7 @@ def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, st
     # The download cap is the larger media limit; each modality's own limit applies once its type is known.
     fetcher = UrlFetcher(settings.fetch, max_bytes=max(limits.max_image_bytes, limits.max_audio_bytes))
     resolver = InputResolver(fetcher, settings.limits)
-    media = MediaKeeper(media_store(settings, store), settings.media)
+    media = MediaKeeper(store.media(), settings.media)
     collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections

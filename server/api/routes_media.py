@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from ..errors import ErrorCode, OmnivecError
 from ..services.collections import CollectionService, run_store
-from ..services.media_store import MediaKeeper
+from ..services.media_keeper import MediaKeeper
 from .bodies import app_state
 from .responses import COLLECTION, STARTING, VALIDATED, route_errors
 from .schemas import CollectionName

@@ -1,4 +1,9 @@
-"""Request and response models of the HTTP API (also the OpenAPI documentation)."""
+"""Request and response models of the HTTP API (also the OpenAPI documentation).
+
+Over 400 lines on purpose: these are declarations only (no logic), one per JSON shape of the native
+/v1 API, and keeping them together keeps the names the OpenAPI document shows in one place. The
+OpenAI-compatible route's models are in `schemas_openai.py`, the kept-media ones in `schemas_media.py`.
+"""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import OmnivecError
 from .filters import FilterBuilder, FilterNode, parse_filter, render_filter, restrict_to_ids
 from .errors import CollectionNotFound, IndexFailed, IndexStoreError, InvalidRequest
+from .media import MediaStore
 from .store import (
     ID_KEY,
     CollectionInfo,
@@ -123,6 +124,9 @@ class EngineStore(ABC):
 
     @abstractmethod
     def documents(self, kind: str) -> DocumentStore: ...
+
+    @abstractmethod
+    def media(self) -> MediaStore: ...
 
     # -- shared plumbing ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
 from .documents import FileDocuments
 from .edge_optimizer import META_FILE, EdgeCollection, optimize_by_copy, write_meta
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexUnavailable
+from .media import FileMediaStore, MediaStore
 from .store import CollectionMeta, DocumentStore
 
 __all__ = ["EdgeIndexStore"]
@@ -158,6 +159,7 @@ class EdgeIndexStore(EngineStore):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._documents_dir = Path(documents_dir) if documents_dir is not None else self.data_dir.parent
+        self._media: FileMediaStore | None = None
         self._search_threads = search_threads
         self._indexing_threads = indexing_threads
         self._hnsw_m = hnsw_m
@@ -249,6 +251,11 @@ class EdgeIndexStore(EngineStore):
 
     def documents(self, kind: str) -> DocumentStore:
         return FileDocuments(self._documents_dir / kind)
+
+    def media(self) -> MediaStore:
+        if self._media is None:
+            self._media = FileMediaStore(self._documents_dir / "media")
+        return self._media
 
     # -- collections ----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from qdrant_client import models as m
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
+from .qdrant_media import QdrantMediaStore
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexTimeout, IndexUnavailable, InvalidRequest
 from .store import CollectionMeta, point_uuid
 
@@ -96,6 +97,7 @@ class QdrantIndexStore(EngineStore):
         self._local = is_local(client) if local is None else local
         self._serial = threading.RLock() if self._local else None
         self._create_lock = threading.Lock()
+        self._media: QdrantMediaStore | None = None
 
     @classmethod
     def from_settings(cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0) -> "QdrantIndexStore":
@@ -150,6 +152,11 @@ class QdrantIndexStore(EngineStore):
 
     def documents(self, kind: str) -> "QdrantDocuments":
         return QdrantDocuments(self, f"_omnivec_{kind}")
+
+    def media(self) -> QdrantMediaStore:
+        if self._media is None:
+            self._media = QdrantMediaStore(self)
+        return self._media
 
     # -- collections ----------------------------------------------------------------------------
 

@@ -24,11 +24,14 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .media import MediaStore
 
 __all__ = [
     "CollectionInfo",
@@ -140,6 +143,11 @@ class IndexStore(Protocol):
     def documents(self, kind: str) -> "DocumentStore":
         """Small named JSON documents (label sets) kept where this index lives, so every server
         sharing the index sees the same ones."""
+        ...
+
+    def media(self) -> "MediaStore":
+        """Where items' kept media (previews, small originals) live: beside this index, so every
+        server sharing the index serves the same media. One instance per store."""
         ...
 
     def list_collections(self) -> list[CollectionInfo]:

@@ -27,7 +27,7 @@ from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .media_store import KeptMedia, MediaKeeper
+    from .media_keeper import KeptMedia, MediaKeeper
 
 MODALITY_KEY = "modality"
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)

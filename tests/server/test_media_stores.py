@@ -6,18 +6,25 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient
 
-from omnivec.server.index import QdrantIndexStore
+from omnivec.server.index import EdgeIndexStore, QdrantIndexStore
 from omnivec.server.index.store import InvalidRequest
-from omnivec.server.services.media_store import FileMediaStore, KeptMedia, MediaStore, QdrantMediaStore
+from omnivec.server.index.media import FileMediaStore, KeptMedia, MediaStore
+from omnivec.server.index.qdrant_media import QdrantMediaStore
 
 
 @pytest.fixture(params=["file", "qdrant"])
 def media(request, tmp_path) -> MediaStore:
+    """Each engine's own media store, as the server gets it (`IndexStore.media()`)."""
     if request.param == "file":
-        yield FileMediaStore(tmp_path / "media")
-        return
-    index = QdrantIndexStore(QdrantClient(":memory:"))
-    yield QdrantMediaStore(index)
+        index = EdgeIndexStore(tmp_path / "index", documents_dir=tmp_path)
+        store = index.media()
+        assert isinstance(store, FileMediaStore) and store.root == tmp_path / "media"
+    else:
+        index = QdrantIndexStore(QdrantClient(":memory:"))
+        store = index.media()
+        assert isinstance(store, QdrantMediaStore)
+    assert index.media() is store  # one instance per index
+    yield store
     index.close()
 
 

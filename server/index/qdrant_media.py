@@ -1,0 +1,116 @@
+"""`QdrantMediaStore`: kept media as points of the hidden Qdrant collection `_omnivec_media`.
+
+Its name starts with `_`, which no user collection can, and it carries no omnivec metadata, so the
+store never lists or serves it. Every call goes through the engine's `_engine()` translation, so a
+failure is an index error from the table, like any other engine call.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, Iterable
+
+from qdrant_client import models
+
+from .media import KeptMedia
+from .store import point_uuid, validate_collection_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .qdrant import QdrantIndexStore
+
+__all__ = ["QdrantMediaStore"]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+class QdrantMediaStore:
+    """Kept media as points of a hidden Qdrant collection shared by every server on that Qdrant.
+
+    Each point has a constant 1-d vector (Qdrant needs one), the record and base64 bytes as its
+    payload (kept on disk by Qdrant), and an id derived from (collection, item id), so a put replaces.
+    """
+
+    COLLECTION = "_omnivec_media"
+    _RECORD_FIELDS = ["collection", "item_id", "modality", "preview", "preview_type", "original_type", "original_bytes", "url", "etag", "updated_at"]
+
+    def __init__(self, index: "QdrantIndexStore") -> None:
+        self._index = index
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _collection(self) -> str:
+        """The media collection (and its `collection` keyword index), created on first use."""
+        if not self._ready:
+            with self._lock:
+                call = self._index._call
+                if not call("collection_exists", self.COLLECTION):
+                    try:
+                        call("create_collection", self.COLLECTION, vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT), on_disk_payload=True)
+                        with warnings.catch_warnings():  # local mode (tests) says indexes have no effect there; they do on a server
+                            warnings.simplefilter("ignore", UserWarning)
+                            call("create_payload_index", self.COLLECTION, "collection", models.PayloadSchemaType.KEYWORD)
+                    except Exception:  # noqa: BLE001 - another replica created it first
+                        if not call("collection_exists", self.COLLECTION):
+                            raise
+                self._ready = True
+        return self.COLLECTION
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One call on the media collection, recreated once if it vanished (Qdrant wiped or restored); failures are translated."""
+        with self._index._engine():
+            try:
+                return self._index._call(method, self._collection(), *args, **kwargs)
+            except Exception:
+                if self._index._exists(self.COLLECTION) is not False:
+                    raise
+                self._ready = False
+                return self._index._call(method, self._collection(), *args, **kwargs)
+
+    @staticmethod
+    def _point_id(collection: str, item_id: str) -> str:
+        return point_uuid(f"{validate_collection_name(collection)}\x00{item_id}")
+
+    @staticmethod
+    def _collection_filter(collection: str) -> Any:
+        return models.Filter(must=[models.FieldCondition(key="collection", match=models.MatchValue(value=collection))])
+
+    def put(self, collection: str, item_id: str, media: KeptMedia) -> None:
+        payload = {"collection": collection, "item_id": item_id, **media.record(), "preview": _b64(media.preview), "original": _b64(media.original)}
+        self._call("upsert", [models.PointStruct(id=self._point_id(collection, item_id), vector=[1.0], payload=payload)], wait=True)
+
+    def get(self, collection: str, item_id: str, with_original: bool = False) -> KeptMedia | None:
+        fields = self._RECORD_FIELDS + (["original"] if with_original else [])
+        found = self._call("retrieve", [self._point_id(collection, item_id)], with_payload=fields)
+        if not found:
+            return None
+        record = dict(found[0].payload or {})
+        record.pop("collection", None), record.pop("item_id", None)
+        preview, original = _unb64(record.pop("preview", None)), _unb64(record.pop("original", None))
+        return KeptMedia(preview=preview, original=original, **record)
+
+    def delete(self, collection: str, item_ids: Iterable[str]) -> None:
+        ids = [self._point_id(collection, i) for i in item_ids]
+        if ids:
+            self._call("delete", models.PointIdsList(points=ids), wait=True)
+
+    def drop(self, collection: str) -> None:
+        self._call("delete", models.FilterSelector(filter=self._collection_filter(validate_collection_name(collection))), wait=True)
+
+    def ids(self, collection: str) -> set[str]:
+        found: set[str] = set()
+        offset = None
+        while True:
+            points, offset = self._call(
+                "scroll", scroll_filter=self._collection_filter(validate_collection_name(collection)), limit=512, offset=offset, with_payload=["item_id"]
+            )
+            found.update(str((p.payload or {}).get("item_id")) for p in points)
+            if offset is None:
+                return found
