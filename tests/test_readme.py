@@ -1,5 +1,6 @@
 """The README's quick start, run as written: the serve command bootstraps omnivec-mini and serves
-it with the demo collection, and the three curl examples answer sensibly."""
+it with the demo collection, the three curl examples, the SDK and the OpenAI examples answer
+sensibly, and the page and the demo's kept pictures and sounds are served."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from PIL import Image
 
 from omnivec.server_process import free_port
 
@@ -86,6 +89,26 @@ def test_readme_quick_start(tmp_path):
             assert lines[3].startswith("LabelScore(label='a blue star'"), lines
             assert lines[4] == ("indexed 2, skipped 0 (already there), errors []" if run == 1 else "indexed 0, skipped 2 (already there), errors []")
             assert "'note': 'my star'" in lines[5], lines
+
+        # The OpenAI block, with the picture the README makes earlier.
+        red = tmp_path / "red.png"
+        Image.new("RGB", (64, 48), "red").save(red)
+        openai_block = readme_block("openai", "python").replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("/tmp/red.png", str(red))
+        done = subprocess.run([sys.executable, "-c", openai_block], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        count, tokens = done.stdout.splitlines()[0].split()
+        assert count == "2" and int(tokens) > 4, done.stdout
+        assert done.stdout.splitlines()[1] == "[128, 128]", done.stdout
+
+        # The page and the demo's kept media: pictures come back as thumbnails, sounds as previews.
+        page = httpx.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        for modality, content_type in (("image", "image/webp"), ("audio", "audio/ogg")):
+            hits = httpx.post(f"{url}/v1/collections/demo/search", json={"query": {"text": "a red heart"}, "top_k": 2, "modality": modality}).json()
+            for hit in hits["results"]:
+                kept = httpx.get(f"{url}/v1/collections/demo/media/{quote(hit['id'], safe='/')}", timeout=10)
+                assert kept.status_code == 200 and kept.headers["content-type"] == content_type, (hit, kept.text[:300])
+                assert 0 < len(kept.content) <= (48 if modality == "image" else 128) * 1024
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(60)
