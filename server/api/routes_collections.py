@@ -13,7 +13,7 @@ from ..services.inputs import RawInput
 from ..services.search import combined_filter
 from ..settings import LimitsSettings
 from .admission import admitted
-from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validation_error, validation_message
+from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validation_error
 from .disconnect import cancel_on_disconnect
 from .json_limits import BoundedJsonRoute
 from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import qdrant_edge as qe
-
 from .rwlock import RWLock
 from .errors import CollectionNotFound, IndexFailed, IndexTimeout
 

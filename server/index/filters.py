@@ -25,7 +25,7 @@ reserved for the store's bookkeeping; filter by id with `has_id` instead.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, Union
 
 from .errors import InvalidFilter

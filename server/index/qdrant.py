@@ -28,6 +28,7 @@ from qdrant_client import models as m
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
+from .qdrant_hidden import HiddenCollection
 from .qdrant_media import QdrantMediaStore
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexTimeout, IndexUnavailable, InvalidRequest
 from .store import CollectionMeta, point_uuid
@@ -263,41 +264,12 @@ class QdrantDocuments:
     """`DocumentStore` as points of one Qdrant collection, shared by every server on that Qdrant.
 
     Each point has a constant 1-d vector (Qdrant needs one) and the document as its payload; its
-    id is derived from the name, so a put replaces. The collection's name starts with `_`, which
-    no user collection can, and carries no omnivec metadata, so the store never lists or serves it.
-    If it vanishes (Qdrant wiped or restored from an older snapshot), it is created again.
+    id is derived from the name, so a put replaces. The collection is a `HiddenCollection`.
     """
 
     def __init__(self, index: QdrantIndexStore, collection: str) -> None:
-        self._index = index
-        self.collection = collection
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> None:
-        if self._ready:
-            return
-        with self._lock:
-            if not self._index._call("collection_exists", self.collection):
-                try:
-                    self._index._call("create_collection", self.collection, vectors_config=m.VectorParams(size=1, distance=m.Distance.DOT))
-                except Exception:  # noqa: BLE001 - another replica created it first
-                    if not self._index._call("collection_exists", self.collection):
-                        raise
-            self._ready = True
-
-    def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One call on the collection, recreating it once if it vanished; client errors are translated."""
-        with self._index._engine():
-            self._ensure()
-            try:
-                return self._index._call(method, self.collection, *args, **kwargs)
-            except Exception:
-                if self._index._exists(self.collection) is not False:
-                    raise
-                self._ready = False
-                self._ensure()
-                return self._index._call(method, self.collection, *args, **kwargs)
+        self._hidden = HiddenCollection(index, collection)
+        self._do = self._hidden.call
 
     def put(self, name: str, document: dict) -> None:
         self._do("upsert", [m.PointStruct(id=point_uuid(name), vector=[1.0], payload=dict(document))], wait=True)

@@ -1,20 +1,18 @@
 """`QdrantMediaStore`: kept media as points of the hidden Qdrant collection `_omnivec_media`.
 
-Its name starts with `_`, which no user collection can, and it carries no omnivec metadata, so the
-store never lists or serves it. Every call goes through the engine's `_engine()` translation, so a
-failure is an index error from the table, like any other engine call.
+The collection is a `HiddenCollection` (created on first use, recreated if it vanishes, calls
+translated into the error table), with payloads on disk and a keyword index on `collection`.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
-import warnings
 from typing import TYPE_CHECKING, Any, Iterable
 
 from qdrant_client import models
 
 from .media import KeptMedia
+from .qdrant_hidden import HiddenCollection
 from .store import point_uuid, validate_collection_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,37 +40,7 @@ class QdrantMediaStore:
     _RECORD_FIELDS = ["collection", "item_id", "modality", "preview", "preview_type", "original_type", "original_bytes", "url", "etag", "updated_at"]
 
     def __init__(self, index: "QdrantIndexStore") -> None:
-        self._index = index
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _collection(self) -> str:
-        """The media collection (and its `collection` keyword index), created on first use."""
-        if not self._ready:
-            with self._lock:
-                call = self._index._call
-                if not call("collection_exists", self.COLLECTION):
-                    try:
-                        call("create_collection", self.COLLECTION, vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT), on_disk_payload=True)
-                        with warnings.catch_warnings():  # local mode (tests) says indexes have no effect there; they do on a server
-                            warnings.simplefilter("ignore", UserWarning)
-                            call("create_payload_index", self.COLLECTION, "collection", models.PayloadSchemaType.KEYWORD)
-                    except Exception:  # noqa: BLE001 - another replica created it first
-                        if not call("collection_exists", self.COLLECTION):
-                            raise
-                self._ready = True
-        return self.COLLECTION
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One call on the media collection, recreated once if it vanished (Qdrant wiped or restored); failures are translated."""
-        with self._index._engine():
-            try:
-                return self._index._call(method, self._collection(), *args, **kwargs)
-            except Exception:
-                if self._index._exists(self.COLLECTION) is not False:
-                    raise
-                self._ready = False
-                return self._index._call(method, self._collection(), *args, **kwargs)
+        self._call = HiddenCollection(index, self.COLLECTION, on_disk_payload=True, keyword_fields=("collection",)).call
 
     @staticmethod
     def _point_id(collection: str, item_id: str) -> str:
