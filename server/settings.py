@@ -24,7 +24,13 @@ def default_threads() -> int:
 
 
 class ModelSettings(BaseModel):
-    bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
+    bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers): the default model.")
+    name: str | None = Field(None, description="Name the default model is served under (default: its manifest's model name).")
+    bundles: list[str] = Field(
+        default_factory=list,
+        description='More bundles served next to the default one, each "DIR" or "NAME=DIR" (a name is needed when two '
+        'share a manifest model name); `omnivec serve --bundle A --bundle B` puts B here. Env: OMNIVEC_MODEL__BUNDLES=\'["/m/b"]\'.',
+    )
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
     provider_options: dict[str, dict[str, str | int | float | bool]] = Field(
@@ -93,6 +99,12 @@ class ServerSettings(BaseModel):
         repr=False,
         description="Comma-separated API keys; when set, every request except the probes, /metrics and the docs needs "
         "`Authorization: Bearer KEY` or `X-API-Key: KEY` (401 otherwise). Several keys allow rotation.",
+    )
+    admin_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated admin keys: with API keys set, loading/unloading models (POST/DELETE /v1/models) and "
+        "re-embedding collections need one of these (403 with another valid key). Admin keys are valid API keys too.",
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -31,8 +32,8 @@ from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
 from ..services.media_keeper import MediaKeeper
+from ..services.models import ModelRegistry, parse_bundle_arg
 from ..services.search import SearchService
-from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_search, routes_system
 from .admission import Admission
@@ -214,7 +215,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _openapi(app: FastAPI) -> dict:
     """Add the JSON body models that routes parse by hand (to accept JSON and multipart) to the schema."""
-    if app.openapi_schema:
+    models = getattr(app.state, "models", None)
+    if app.openapi_schema and models is not None and getattr(app.state, "openapi_for", None) == tuple(models.names()):
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -232,7 +234,9 @@ def _openapi(app: FastAPI) -> dict:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         schema["security"] = [{"bearer": []}, {"apiKey": []}]
-    if getattr(app.state, "service", None) is not None:  # cache only once the model's names and dim are in it
+    models = getattr(app.state, "models", None)
+    if models is not None and models.default_name is not None:  # cache while the set of models and their names stay the same
+        app.state.openapi_for = tuple(models.names())
         app.openapi_schema = schema
     return schema
 
@@ -244,10 +248,10 @@ def _limit_values(app: FastAPI) -> dict[str, dict]:
         "max_inputs_per_request": {"maxItems": limits.max_inputs_per_request},
         "max_text_chars": {"maxLength": limits.max_text_chars},
     }
-    service = getattr(app.state, "service", None)
-    if service is not None:
-        values["served_models"] = {"enum": served_model_names(service)}
-        values["embed_dim"] = {"maximum": service.manifest.embed_dim}
+    models = getattr(app.state, "models", None)
+    if models is not None and models.default_name is not None:
+        values["served_models"] = {"enum": served_model_names(models)}
+        values["embed_dim"] = {"maximum": max(m.service.manifest.embed_dim for m in models.ready())}
     return values
 
 
@@ -264,21 +268,20 @@ def _apply_limits(node: object, values: dict[str, dict]) -> None:
             _apply_limits(child, values)
 
 
-_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
+_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "labelsets")
 
 
-def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
+def _start_index(app: FastAPI, settings: Settings, models: ModelRegistry, store: IndexStore) -> None:
     """Wire the index, URL fetching and classification services onto app.state."""
     limits = settings.limits
     # The download cap is the larger media limit; each modality's own limit applies once its type is known.
     fetcher = UrlFetcher(settings.fetch, max_bytes=max(limits.max_image_bytes, limits.max_audio_bytes))
     resolver = InputResolver(fetcher, settings.limits)
     media = MediaKeeper(store.media(), settings.media)
-    collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
+    collections = CollectionService(store, models, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections
-    app.state.search = SearchService(store, service, resolver)
-    app.state.classifier = ZeroShotClassifier(service)
+    app.state.search = SearchService(store, models, resolver)
     app.state.labelsets = LabelSetStore(store.documents("labelsets"))  # where the index lives: shared by every replica of it
 
 
@@ -295,27 +298,33 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     """
     settings = settings or Settings()
 
+    own_store = store is None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = service is None
-        if own:
-            if settings.model.bundle is None:
-                raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
-            app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings, metrics=app.state.metrics)
-        else:
-            app.state.service = service
-        own_store = store is None
+        models = ModelRegistry(settings, metrics=app.state.metrics)
+        app.state.models = models
         try:
+            if service is None:
+                if settings.model.bundle is None:
+                    raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
+                await models.load_now(Path(settings.model.bundle), settings.model.name, default=True)
+            else:
+                models.add(settings.model.name or service.manifest.model_name, service, Path(settings.model.bundle or "."), default=True, owned=False)
+            for extra in settings.model.bundles:  # `--bundle A --bundle B`: B, C, ... next to the default
+                name, path = parse_bundle_arg(extra)
+                await models.load_now(path, name)
+            app.state.service = models.default.service
             index_store = await asyncio.to_thread(open_store, settings) if own_store else store
         except BaseException:
-            if own:
-                await app.state.service.close()
+            await models.close()
             raise
-        _start_index(app, settings, app.state.service, index_store)
+        _start_index(app, settings, models, index_store)
         if settings.demo_items is not None:
             app.state.demo_task = asyncio.create_task(index_demo(app.state.collections, settings.demo_items))
             app.state.demo_task.add_done_callback(_log_demo_failure)
-        log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
+        for entry in models.ready():
+            log.info("serving %s%s (%s)", entry.name, " (default)" if entry.default else "", ", ".join(entry.service.modalities))  # type: ignore[union-attr]
         try:
             yield
         finally:
@@ -329,9 +338,8 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
                 await asyncio.to_thread(index_store.close)
             for name in _INDEX_STATE:
                 setattr(app.state, name, None)
-            if own:
-                await app.state.service.close()
-            app.state.service = None
+            await models.close()
+            app.state.service = app.state.models = None
 
     app = FastAPI(
         title="omnivec",
@@ -343,6 +351,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.state.settings = settings
     app.state.admission = Admission(settings.limits.max_concurrent_requests)
     app.state.service = None
+    app.state.models = None
     app.state.demo_task = None
     for name in _INDEX_STATE:
         setattr(app.state, name, None)
@@ -357,8 +366,8 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_media.router)
     app.include_router(routes_page.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
-    if keys := parse_keys(settings.server.api_keys):
-        app.add_middleware(ApiKeyAuth, keys=keys, send_error=_send_error)  # before the body is read
+    if keys := parse_keys(settings.server.api_keys):  # admin keys are API keys too
+        app.add_middleware(ApiKeyAuth, keys=keys + parse_keys(settings.server.admin_keys), send_error=_send_error)  # before the body is read
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts 401s and 413s too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -371,6 +380,8 @@ def run_server(settings: Settings) -> None:
     if settings.model.bundle is None:
         raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
     bundle = ModelBundle.load(settings.model.bundle)
+    for extra in settings.model.bundles:  # a wrong path is a clear error before the port is bound
+        ModelBundle.load(parse_bundle_arg(extra)[1])
     if settings.model.backend == "triton":  # an unreachable Triton or a wrong repository is a clear error, not a startup traceback
         for encoder in load_encoders(bundle, settings).values():
             encoder.close()

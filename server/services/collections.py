@@ -3,9 +3,10 @@
 Framework-free. Two rules hold everything together:
 
 * A collection records the embedding space (`space_id`) of the model that created it. Anything
-  that makes this server's model produce vectors for a collection (adding items, text/image/audio/URL
-  queries) is refused with 409 space_mismatch when the spaces differ: cosine between vectors of
-  two different models is meaningless, and mixing them silently ruins the index.
+  that produces vectors for a collection (adding items, text/image/audio/URL queries) uses the loaded
+  model of that space (`ModelRegistry.for_space`), and is refused with 409 space_mismatch, naming the
+  model to load, when none is loaded: cosine between vectors of two different models is meaningless,
+  and mixing them silently ruins the index.
 * A stored point's payload is the user's payload plus one key the API owns, `modality`
   ("text" | "image" | "audio"). So users filter on their own fields and on `modality` with the same
   Qdrant filter JSON (`{"key": "modality", "match": {"value": "image"}}`); `modality` (and the
@@ -22,9 +23,9 @@ from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
 from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
-from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
+from .models import LoadedModel, ModelRegistry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .media_keeper import KeptMedia, MediaKeeper
@@ -70,15 +71,9 @@ async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-def check_space(meta: CollectionMeta, manifest: Manifest, action: str) -> None:
-    """409 space_mismatch unless this server's model embeds into the collection's space."""
-    if meta.space_id != manifest.space_id:
-        raise OmnivecError(
-            ErrorCode.SPACE_MISMATCH,
-            f"cannot {action} collection {meta.name!r}: it holds vectors of space {meta.space_id!r} (model {meta.model!r}) "
-            f"but this server's model {manifest.model_name!r} embeds into space {manifest.space_id!r}, and vectors of different spaces "
-            f"are not comparable. Create a new collection for this model, or serve the collection's model ({meta.model!r}).",
-        )
+def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> LoadedModel:
+    """The loaded model of the collection's space; 409 space_mismatch naming the model to load otherwise."""
+    return models.for_space(meta.space_id, meta.model, f"collection {meta.name!r}", action)
 
 
 def user_payload(payload: Any, label: str) -> dict:
@@ -106,31 +101,34 @@ class CollectionService:
     """Create/list/delete collections; add, fetch and delete their items."""
 
     def __init__(
-        self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
+        self, store: IndexStore, models: ModelRegistry, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
     ) -> None:
         self.store = store
-        self.embedding = embedding
+        self.models = models
         self.resolver = resolver
         self.builder = builder or IndexBuilder(store, optimize_after_points=0)
         self.media = media  # None: no media kept at all (unit tests of other parts)
 
-    @property
-    def space_id(self) -> str:
-        return self.embedding.manifest.space_id
-
-    @property
-    def model(self) -> str:
-        return self.embedding.manifest.model_name
+    def served(self, space_id: str) -> bool:
+        """Whether a loaded model embeds into this space (else adding and model queries are refused)."""
+        return any(m.space_id == space_id for m in self.models.ready())
 
     # -- collections ----------------------------------------------------------------------------
 
     async def create(
-        self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None, keep_media: bool = True
+        self,
+        name: str,
+        description: str = "",
+        extra: dict | None = None,
+        payload_indexes: dict[str, str] | None = None,
+        keep_media: bool = True,
+        model: str | None = None,
     ) -> CollectionInfo:
-        """A collection in this model's space and dim; `modality` is always given a keyword index."""
-        manifest = self.embedding.manifest
+        """A collection in the space and dim of `model` (default: the default model); `modality` is always keyword-indexed."""
+        entry = self.models.get(model)
+        manifest = entry.service.manifest  # type: ignore[union-attr]
         meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta)
+        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, entry.name, meta)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, name, key, schema)
@@ -153,24 +151,24 @@ class CollectionService:
         await self.get(name)
         return self.builder.start(name)
 
-    async def compatible(self, name: str, action: str) -> CollectionMeta:
-        """The collection's (cached) metadata, after checking that this server's model may write or query it."""
+    async def compatible(self, name: str, action: str) -> tuple[CollectionMeta, LoadedModel]:
+        """The collection's (cached) metadata and the loaded model of its space (409 when none is)."""
         meta = await run_store(self.store.describe, name)
-        check_space(meta, self.embedding.manifest, action)
-        return meta
+        return meta, model_for(self.models, meta, action)
 
     # -- items ----------------------------------------------------------------------------------
 
     async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
         """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
-        info = await self.compatible(name, "add items to")
+        info, model = await self.compatible(name, "add items to")
         result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
         specs = [e for e in entries if isinstance(e, ItemSpec)]
         resolved = await self.resolver.resolve_each([s.input for s in specs])
         ready = [(s, r) for s, r in zip(specs, resolved) if isinstance(r, Resolved)]
         result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
         making = self._start_media(info, [(s.input, r) for s, r in ready])  # previews are made while the model embeds
-        vectors = await embed_each(self.embedding, [r for _, r in ready])
+        async with self.models.lease(model) as embedding:
+            vectors = await embed_each(embedding, [r for _, r in ready])
         made = await making if making is not None else [None] * len(ready)
         points: list[tuple[int, Point]] = []
         kept: list[tuple[str, KeptMedia | None]] = []
@@ -228,7 +226,7 @@ class CollectionService:
             if cursor is None:
                 return ids
 
-    def _start_media(self, info: CollectionInfo, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
+    def _start_media(self, info: CollectionMeta, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
         """Start making the items' previews on a worker thread; None when nothing is kept (this server keeps no
         media, or the collection was created with keep_media=false: its items then get None, which also removes
         what an earlier version of a replaced item kept)."""
