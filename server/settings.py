@@ -122,6 +122,7 @@ class IndexSettings(BaseModel):
     optimize_after_points: int = Field(
         20_000, ge=0, description="Build a collection's ANN index in the background once this many points were added since the last build (0: only on POST .../optimize)."
     )
+    reembed_page: int = Field(64, ge=1, le=1000, description="Items a re-embed reads, embeds and writes per step; its progress is saved after each.")
 
 
 class FetchSettings(BaseModel):

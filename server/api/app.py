@@ -33,9 +33,10 @@ from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
 from ..services.media_keeper import MediaKeeper
 from ..services.models import ModelRegistry, parse_bundle_arg
+from ..services.reembed import Reembedder
 from ..services.search import SearchService
 from ..settings import Settings
-from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_search, routes_system
+from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_reembed, routes_search, routes_system
 from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
 from .bodies import error_text
@@ -268,7 +269,7 @@ def _apply_limits(node: object, values: dict[str, dict]) -> None:
             _apply_limits(child, values)
 
 
-_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "labelsets")
+_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "labelsets", "reembeds")
 
 
 def _start_index(app: FastAPI, settings: Settings, models: ModelRegistry, store: IndexStore) -> None:
@@ -283,6 +284,7 @@ def _start_index(app: FastAPI, settings: Settings, models: ModelRegistry, store:
     app.state.collections = collections
     app.state.search = SearchService(store, models, resolver)
     app.state.labelsets = LabelSetStore(store.documents("labelsets"))  # where the index lives: shared by every replica of it
+    app.state.reembeds = Reembedder(store, collections, models, resolver, page=settings.index.reembed_page)
 
 
 def _log_demo_failure(task: asyncio.Task) -> None:
@@ -320,6 +322,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
             await models.close()
             raise
         _start_index(app, settings, models, index_store)
+        await app.state.reembeds.resume_all()  # re-embeds a restart interrupted carry on
         if settings.demo_items is not None:
             app.state.demo_task = asyncio.create_task(index_demo(app.state.collections, settings.demo_items))
             app.state.demo_task.add_done_callback(_log_demo_failure)
@@ -332,6 +335,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
                 app.state.demo_task.cancel()
                 await asyncio.gather(app.state.demo_task, return_exceptions=True)
                 app.state.demo_task = None
+            await app.state.reembeds.close()
             await app.state.collections.builder.close()
             await app.state.fetcher.aclose()
             if own_store:
@@ -364,6 +368,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_search.router)
     app.include_router(routes_classify.router)
     app.include_router(routes_media.router)
+    app.include_router(routes_reembed.router)
     app.include_router(routes_page.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
     if keys := parse_keys(settings.server.api_keys):  # admin keys are API keys too

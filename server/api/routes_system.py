@@ -14,7 +14,7 @@ from .json_limits import BoundedJsonRoute
 from ..services.models import LoadedModel, ModelRegistry
 from .auth import require_admin
 from .responses import STARTING, VALIDATED, route_errors
-from .schemas import HealthOut, LoadModelRequest, ModelInfo, ModelsResponse, ReadyOut, TowerInfo
+from .schemas import HealthOut, LoadModelRequest, ModelInfo, ModelName, ModelsResponse, ReadyOut, TowerInfo
 
 router = APIRouter(route_class=BoundedJsonRoute)
 
@@ -106,9 +106,9 @@ async def models(request: Request) -> ModelsResponse:
     "/v1/models/{name}",
     response_model=ModelInfo,
     summary="One model, in any state: progress while loading, the error of a failed load",
-    responses=route_errors(STARTING, (ErrorCode.MODEL_NOT_FOUND,)),
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.MODEL_NOT_FOUND,)),
 )
-async def get_model(request: Request, name: str) -> ModelInfo:
+async def get_model(request: Request, name: ModelName) -> ModelInfo:
     return model_info(_models(request).entry(name))
 
 
@@ -136,10 +136,10 @@ async def load_model(request: Request, body: LoadModelRequest) -> ModelInfo:
     description="New requests naming the model get 404 model_not_found at once; the call returns once the requests already "
     "using it finished and its towers are closed. 409 for the default model, a model still loading, or one a running re-embed "
     "uses. Needs an admin key when API keys are set.",
-    responses=route_errors(STARTING, (ErrorCode.FORBIDDEN, ErrorCode.MODEL_NOT_FOUND, ErrorCode.MODEL_CONFLICT)),
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.FORBIDDEN, ErrorCode.MODEL_NOT_FOUND, ErrorCode.MODEL_CONFLICT)),
     dependencies=[Depends(require_admin)],
 )
-async def unload_model(request: Request, name: str) -> ModelInfo:
+async def unload_model(request: Request, name: ModelName) -> ModelInfo:
     entry = await _models(request).unload(name)
     return model_info(entry)
 

@@ -40,6 +40,7 @@ def non_empty_one_of(*fields: str) -> dict:
 
 CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the collection: {NAME_RULE}")]
 LabelSetName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the label set: {NAME_RULE}")]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="a model's name, as GET /v1/models lists it")]
 AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 
 

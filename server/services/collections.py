@@ -16,8 +16,9 @@ Framework-free. Two rules hold everything together:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, TypeVar
 
 from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
@@ -76,6 +77,49 @@ def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> Loade
     return models.for_space(meta.space_id, meta.model, f"collection {meta.name!r}", action)
 
 
+@dataclass
+class Mirror:
+    """Where a running re-embed writes: items added to or deleted from the collection meanwhile go there too."""
+
+    target: str  # the physical collection being built
+    model: LoadedModel
+
+
+class WriteGate:
+    """Writes to one collection share it; a re-embed's swap takes it alone for a moment, so no write
+    starts on the old collection and ends after the name moved."""
+
+    def __init__(self) -> None:
+        self._writers = 0
+        self._swapping = False
+        self._cond = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._swapping)
+            self._writers += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._writers -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._swapping)
+            self._swapping = True
+            await self._cond.wait_for(lambda: self._writers == 0)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._swapping = False
+                self._cond.notify_all()
+
+
 def user_payload(payload: Any, label: str) -> dict:
     """Check a client payload: a JSON object whose keys the API does not reserve."""
     if payload is None:
@@ -108,6 +152,11 @@ class CollectionService:
         self.resolver = resolver
         self.builder = builder or IndexBuilder(store, optimize_after_points=0)
         self.media = media  # None: no media kept at all (unit tests of other parts)
+        self.mirrors: dict[str, Mirror] = {}  # collection name -> the re-embed building its successor
+        self._gates: dict[str, WriteGate] = {}
+
+    def gate(self, name: str) -> WriteGate:
+        return self._gates.setdefault(name, WriteGate())
 
     def served(self, space_id: str) -> bool:
         """Whether a loaded model embeds into this space (else adding and model queries are refused)."""
@@ -141,6 +190,10 @@ class CollectionService:
         return await run_store(self.store.get_collection, name)
 
     async def delete(self, name: str) -> None:
+        if name in self.mirrors:
+            raise OmnivecError(
+                ErrorCode.REEMBED_CONFLICT, f"collection {name!r} is being re-embedded; delete it once GET /v1/collections/{name}/reembed says done or failed"
+            )
         await run_store(self.store.delete_collection, name)
         self.builder.forget(name)
         if self.media is not None:
@@ -159,7 +212,12 @@ class CollectionService:
     # -- items ----------------------------------------------------------------------------------
 
     async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
-        """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
+        """Embed and upsert items; a bad item is reported in `errors` and the others are stored (and, while a
+        re-embed builds the collection's successor, embedded with its model and stored there too)."""
+        async with self.gate(name).write():
+            return await self._add_items(name, entries)
+
+    async def _add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
         info, model = await self.compatible(name, "add items to")
         result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
         specs = [e for e in entries if isinstance(e, ItemSpec)]
@@ -172,6 +230,7 @@ class CollectionService:
         made = await making if making is not None else [None] * len(ready)
         points: list[tuple[int, Point]] = []
         kept: list[tuple[str, KeptMedia | None]] = []
+        inputs: dict[str, Resolved] = {}
         for (spec, res), vector, media in zip(ready, vectors, made):
             if isinstance(vector, OmnivecError):
                 result.errors.append(ItemError.of(spec.index, vector))
@@ -179,15 +238,27 @@ class CollectionService:
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
             kept.append((point_id, media))
+            inputs[point_id] = res
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points])
             self.builder.note_added(name, len(points))
+            if (mirror := self.mirrors.get(name)) is not None:
+                await self._mirror_add(mirror, list({p.id: p for _, p in points}.values()), inputs)
             if self.media is not None:
                 await run_store(self.media.put_all, name, kept)
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
         return result
+
+    async def _mirror_add(self, mirror: Mirror, points: list[Point], inputs: dict[str, Resolved]) -> None:
+        """The same items embedded by the re-embed's model, into the collection it builds (a failure here is
+        repaired by the re-embed's final check, which embeds whatever the new collection lacks)."""
+        async with self.models.lease(mirror.model) as embedding:
+            vectors = await embed_each(embedding, [inputs[p.id] for p in points])
+        ok = [Point(p.id, v, p.payload) for p, v in zip(points, vectors) if not isinstance(v, OmnivecError)]
+        if ok:
+            await run_store(self.store.upsert, mirror.target, ok)
 
     async def get_item(self, name: str, item_id: str, with_vector: bool = False) -> Point:
         points = await run_store(self.store.retrieve, name, [item_id], with_vectors=with_vector)
@@ -208,6 +279,12 @@ class CollectionService:
         """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
         if ids is None and not filter:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
+        async with self.gate(name).write():
+            if (mirror := self.mirrors.get(name)) is not None:
+                await run_store(self.store.delete_points, mirror.target, ids, filter or None)
+            return await self._delete_items(name, ids, filter)
+
+    async def _delete_items(self, name: str, ids: list[str] | None, filter: Mapping[str, Any] | None) -> int:
         if self.media is None:
             return await run_store(self.store.delete_points, name, ids, filter or None)
         # Media is keyed by item id: find the ids a filter deletes first, then forget the media of those gone.

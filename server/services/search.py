@@ -85,11 +85,12 @@ class SearchService:
 
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
-        vector = await self.query_vector(name, query)
+        physical = await run_store(self.store.resolve, name)  # one collection from start to end, even if a re-embed swaps the name meanwhile
+        vector = await self.query_vector(physical, query)
         try:
             hits = await run_store(
                 self.store.search,
-                name,
+                physical,
                 vector,
                 top_k=options.top_k,
                 offset=options.offset,
