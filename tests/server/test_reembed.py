@@ -165,3 +165,25 @@ def test_reembed_refusals(tmp_path, tiny_bundle, tiny_b_bundle):
         assert_error(httpx.post(f"{url}/v1/collections/small/reembed", json={"model": "nope"}, timeout=10), 404, "model_not_found", B)
         assert_error(httpx.post(f"{url}/v1/collections/small/reembed", json={"model": "omnivec-tiny"}, timeout=10), 409, "reembed_conflict", "already")
         assert_error(httpx.post(f"{url}/v1/collections/nope/reembed", json={"model": B}, timeout=10), 404, "collection_not_found")
+
+
+def test_sdk_loads_unloads_and_reembeds_with_progress(tmp_path, tiny_bundle, tiny_b_bundle):
+    from omnivec_client import Client, OmnivecError
+
+    with InProcessServer(create_app(_settings(tmp_path, tiny_bundle, tiny_b_bundle, "qdrant"))) as server, Client(server.url) as client:
+        _fill(server.url, "notes", TEXTS[:12])
+        assert client.unload_model(B)["name"] == B
+        assert [m["name"] for m in client.models()] == ["omnivec-tiny"]
+        loading: list[dict] = []
+        info = client.load_model(str(tiny_b_bundle), B, on_progress=loading.append)
+        assert info["state"] == "ready" and loading and loading[-1]["state"] == "ready"
+        seen: list[tuple[int, int]] = []
+        status = client.reembed("notes", B, interval_s=0.05, on_progress=lambda s: seen.append((s["done"], s["total"])))
+        assert status["state"] == "done" and status["total"] == 12 and status["errors"] == [] and seen[-1] == (12, 12)
+        assert client.get_collection("notes").count == 12
+        with pytest.raises(OmnivecError) as refused:
+            client.unload_model("omnivec-tiny")
+        assert refused.value.code == "model_conflict"
+        with pytest.raises(OmnivecError) as bad:
+            client.load_model(str(tmp_path / "missing"))
+        assert bad.value.code == "invalid_bundle"
