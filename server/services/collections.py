@@ -74,7 +74,7 @@ async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> LoadedModel:
     """The loaded model of the collection's space; 409 space_mismatch naming the model to load otherwise."""
-    return models.for_space(meta.space_id, meta.model, f"collection {meta.name!r}", action)
+    return models.for_space(meta.space_id, meta.model, meta.name, action)
 
 
 @dataclass

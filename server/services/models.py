@@ -125,18 +125,18 @@ class ModelRegistry:
             )
         return found
 
-    def for_space(self, space_id: str, model: str, what: str, action: str) -> LoadedModel:
-        """The ready model embedding into `space_id` (the default first); 409 naming the model to load otherwise."""
+    def for_space(self, space_id: str, model: str, collection: str, action: str) -> LoadedModel:
+        """The ready model embedding into `space_id`; 409 naming the model to load otherwise."""
         for entry in self.ready():
             if entry.space_id == space_id:
                 return entry
         loaded = ", ".join(f"{m.name} ({m.space_id})" for m in self.ready()) or "none"
         raise OmnivecError(
             ErrorCode.SPACE_MISMATCH,
-            f"cannot {action} {what}: it holds vectors of space {space_id!r} (model {model!r}) and no loaded model embeds into "
-            f"that space (loaded: {loaded}); vectors of different spaces are not comparable. Load the bundle of {model!r} "
-            "(POST /v1/models {\"bundle\": \"<its directory>\"} or `omnivec serve --bundle ...`), or re-embed the collection "
-            "into a loaded model's space (POST /v1/collections/{name}/reembed).",
+            f"cannot {action} collection {collection!r}: it holds vectors of space {space_id!r} (model {model!r}) and no loaded "
+            f"model embeds into that space (loaded: {loaded}); vectors of different spaces are not comparable. Load the bundle of "
+            f'{model!r} (POST /v1/models {{"bundle": "<its directory>"}}, or `omnivec serve --bundle ...`), re-embed the collection '
+            f"into a loaded model's space (POST /v1/collections/{collection}/reembed), or create a new collection for a loaded model.",
         )
 
     # -- leases: in-flight work, so an unload can drain -----------------------------------------
