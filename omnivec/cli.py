@@ -44,6 +44,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
             put("model", "bundles", [str(b) for b in bundles[1:]] or None)
     else:
         put("model", "bundle", bundles)
+    put("model", "models_dir", flags.get("models_dir"))
     put("model", "precision", flags.get("precision"))
     put("model", "intra_op_threads", flags.get("threads") if args.command in ("serve", "embed") else None)
     put("server", "host", flags.get("host"))

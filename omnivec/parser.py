@@ -64,6 +64,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "(POST /v1/models). Without one, the default model omnivec-mini is built on first run (`omnivec bootstrap`, needs "
         "omnivec[export] and espeak-ng) and served with its demo collection",
     )
+    p.add_argument("--models-dir", type=Path, help="also serve every bundle in this directory's subdirectories, named after them (env OMNIVEC_MODEL__MODELS_DIR)")
     p.add_argument("--host", help="bind address (default 127.0.0.1; use 0.0.0.0 in containers)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--precision", choices=["fp32", "int8"], help="tower variant to load (default fp32)")

@@ -31,6 +31,19 @@ class ModelSettings(BaseModel):
         description='More bundles served next to the default one, each "DIR" or "NAME=DIR" (a name is needed when two '
         'share a manifest model name); `omnivec serve --bundle A --bundle B` puts B here. Env: OMNIVEC_MODEL__BUNDLES=\'["/m/b"]\'.',
     )
+    models_dir: Path | None = Field(
+        None, description="A directory of bundles: each subdirectory holding a manifest.json is served too, named after the subdirectory (`--models-dir`)."
+    )
+
+    def extra_bundles(self) -> list[str]:
+        """`bundles`, then every bundle under `models_dir` as NAME=DIR (sorted), except the default's own directory."""
+        found = []
+        if self.models_dir is not None and Path(self.models_dir).is_dir():
+            default = Path(self.bundle).resolve() if self.bundle else None
+            for sub in sorted(Path(self.models_dir).iterdir()):
+                if (sub / "manifest.json").is_file() and sub.resolve() != default:
+                    found.append(f"{sub.name}={sub}")
+        return [*self.bundles, *found]
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
     provider_options: dict[str, dict[str, str | int | float | bool]] = Field(

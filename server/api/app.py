@@ -313,7 +313,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
                 await models.load_now(Path(settings.model.bundle), settings.model.name, default=True)
             else:
                 models.add(settings.model.name or service.manifest.model_name, service, Path(settings.model.bundle or "."), default=True, owned=False)
-            for extra in settings.model.bundles:  # `--bundle A --bundle B`: B, C, ... next to the default
+            for extra in settings.model.extra_bundles():  # `--bundle A --bundle B`: B, C, ... next to the default
                 name, path = parse_bundle_arg(extra)
                 await models.load_now(path, name)
             app.state.service = models.default.service
@@ -385,7 +385,7 @@ def run_server(settings: Settings) -> None:
     if settings.model.bundle is None:
         raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
     bundle = ModelBundle.load(settings.model.bundle)
-    for extra in settings.model.bundles:  # a wrong path is a clear error before the port is bound
+    for extra in settings.model.extra_bundles():  # a wrong path is a clear error before the port is bound
         ModelBundle.load(parse_bundle_arg(extra)[1])
     if settings.model.backend == "triton":  # an unreachable Triton or a wrong repository is a clear error, not a startup traceback
         for encoder in load_encoders(bundle, settings).values():

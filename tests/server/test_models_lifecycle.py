@@ -182,3 +182,18 @@ def test_admin_key_guards_loading_and_unloading(tiny_bundle, tiny_b_bundle, tmp_
 
 def _embed_with(url: str, model: str, headers: dict) -> httpx.Response:
     return httpx.post(f"{url}/v1/embed", json={"texts": ["x"], "model": model}, headers=headers, timeout=60)
+
+
+def test_models_dir_and_repeated_bundle_flags(tiny_bundle, tiny_b_bundle, tmp_path):
+    from omnivec.cli import build_settings
+    from omnivec.parser import build_parser
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "captions").symlink_to(tiny_b_bundle)
+    (models / "default").symlink_to(tiny_bundle)  # the default's own directory is not served twice
+    (models / "notes").mkdir()  # no manifest: not a bundle
+    args = build_parser().parse_args(["serve", "--bundle", f"main={tiny_bundle}", "--bundle", str(tiny_b_bundle), "--models-dir", str(models)])
+    settings = build_settings(args)
+    assert settings.model.bundle == tiny_bundle and settings.model.name == "main"
+    assert settings.model.extra_bundles() == [str(tiny_b_bundle), f"captions={models / 'captions'}"]

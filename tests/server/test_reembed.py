@@ -181,6 +181,9 @@ def test_sdk_loads_unloads_and_reembeds_with_progress(tmp_path, tiny_bundle, tin
         status = client.reembed("notes", B, interval_s=0.05, on_progress=lambda s: seen.append((s["done"], s["total"])))
         assert status["state"] == "done" and status["total"] == 12 and status["errors"] == [] and seen[-1] == (12, 12)
         assert client.get_collection("notes").count == 12
+        by_b, by_default = client.embed(["a red square"], model=B), client.embed(["a red square"])
+        assert by_b.space_id == status["space_id"] and by_default.space_id != by_b.space_id
+        assert client.classify(["a cat"], labels=["cat", "dog"], model=B)[0].labels[0].label in ("cat", "dog")
         with pytest.raises(OmnivecError) as refused:
             client.unload_model("omnivec-tiny")
         assert refused.value.code == "model_conflict"

@@ -114,10 +114,11 @@ class AsyncClient:
         return await self._run(ops.reembed(collection, model, wait=wait, timeout_s=timeout_s, interval_s=interval_s, on_progress=on_progress))
 
     async def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False,
+        model: str | None = None,
     ) -> Embeddings:
         s = self.settings
-        return await self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return await self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model))
 
     async def classify(
         self,
@@ -130,12 +131,13 @@ class AsyncClient:
         templates: Sequence[str] | None = None,
         top_k: int = 5,
         multi_label: bool = False,
+        model: str | None = None,
     ) -> list[Classification]:
         s = self.settings
         return await self._run(
             ops.classify(
                 texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
-                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model,
             )
         )
 

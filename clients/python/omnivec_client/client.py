@@ -125,7 +125,8 @@ class Client:
     # -- embeddings and classification ------------------------------------------------------
 
     def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False,
+        model: str | None = None,
     ) -> Embeddings:
         """Unit vectors for texts, image files and audio files (paths or bytes), in that order.
 
@@ -134,7 +135,7 @@ class Client:
         input's vector pools its windows; audio_windows=True also returns each window (`windows`).
         """
         s = self.settings
-        return self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model))
 
     def classify(
         self,
@@ -147,13 +148,14 @@ class Client:
         templates: Sequence[str] | None = None,
         top_k: int = 5,
         multi_label: bool = False,
+        model: str | None = None,
     ) -> list[Classification]:
         """Zero-shot labels for each input (texts, then images, then audios), best first."""
         s = self.settings
         return self._run(
             ops.classify(
                 texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
-                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model,
             )
         )
 

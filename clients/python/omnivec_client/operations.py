@@ -193,6 +193,7 @@ def embed(
     audio_windows: bool,
     batch_size: int,
     max_request_bytes: int,
+    model: str | None = None,
 ) -> Operation[Embeddings]:
     inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
@@ -201,7 +202,8 @@ def embed(
     sizing = Sizing(batch_size, max_request_bytes)
 
     def call(part: list[dict[str, str]]) -> Call:
-        return Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate, "audio_windows": audio_windows})
+        body = {"inputs": part, "encoding": "base64", "truncate": truncate, "audio_windows": audio_windows}
+        return Call("POST", "/v1/embed", json={**body, "model": model} if model else body)  # sent only when set: older servers refuse it
 
     for group in chunks(inputs, sizing, _size):
         parts = yield from sent_in_parts(group, call, sizing, _size)
@@ -221,13 +223,14 @@ def classify(
     multi_label: bool,
     batch_size: int,
     max_request_bytes: int,
+    model: str | None = None,
 ) -> Operation[list[Classification]]:
     if (labels is None) == (labelset is None):
         raise ValueError("give labels=[...] or labelset='name'")
     inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
         raise ValueError("nothing to classify: give texts, images and/or audios")
-    options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label}
+    options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label, **({"model": model} if model else {})}
     if labels is not None:
         options["labels"] = list(labels)
     else:
