@@ -92,6 +92,9 @@ class LimitsSettings(BaseModel):
     max_audio_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded audio file (413 above); its duration limit comes from the bundle.")
     max_inputs_per_request: int = Field(1024, ge=1, description="Most inputs one /v1/embed call may carry.")
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted before tokenisation.")
+    max_bundle_upload_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="Largest bundle archive POST /v1/models/upload accepts (413 above); the only route over max_request_bytes."
+    )
     max_concurrent_requests: int = Field(
         256, ge=1, description="Model requests (embed, search, add items, classify) in progress at once; beyond it 429 + Retry-After before the body is read."
     )

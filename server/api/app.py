@@ -41,6 +41,7 @@ from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
 from .bodies import error_text
 from .routes_collections import FileItemMeta
+from .routes_system import UPLOAD_PATH
 from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
 from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
 from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
@@ -51,13 +52,17 @@ log = logging.getLogger("omnivec")
 class BodySizeLimit:
     """Refuse bodies over the limit with 413, from Content-Length up front or while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}  # routes with a limit of their own (bundle uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.per_path:
+            await BodySizeLimit(self.app, self.per_path[scope["path"]])(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -80,7 +85,7 @@ class BodySizeLimit:
         return OmnivecError(
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"request body of {size}+ bytes is over the limit of {self.max_bytes}; split it into smaller requests "
-            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES)",
+            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES; bundle uploads: OMNIVEC_LIMITS__MAX_BUNDLE_UPLOAD_BYTES)",
         )
 
 
@@ -370,7 +375,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_media.router)
     app.include_router(routes_reembed.router)
     app.include_router(routes_page.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes, per_path={UPLOAD_PATH: settings.limits.max_bundle_upload_bytes})
     if keys := parse_keys(settings.server.api_keys):  # admin keys are API keys too
         app.add_middleware(ApiKeyAuth, keys=keys + parse_keys(settings.server.admin_keys), send_error=_send_error)  # before the body is read
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts 401s and 413s too

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import asyncio
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import ErrorCode, OmnivecError, error_responses
 from .json_limits import BoundedJsonRoute
+from ..bundle import BundleError, ModelBundle, unpack_bundle
 from ..services.models import LoadedModel, ModelRegistry
 from .auth import require_admin
 from .responses import STARTING, VALIDATED, route_errors
-from .schemas import HealthOut, LoadModelRequest, ModelInfo, ModelName, ModelsResponse, ReadyOut, TowerInfo
+from .schemas import NAME_PATTERN, HealthOut, LoadModelRequest, ModelInfo, ModelName, ModelsResponse, ReadyOut, TowerInfo
 
 router = APIRouter(route_class=BoundedJsonRoute)
 
@@ -127,6 +132,51 @@ async def load_model(request: Request, body: LoadModelRequest) -> ModelInfo:
     registry = _models(request)
     entry = registry.start_load(Path(body.bundle), body.name)  # reads only the manifest; the towers load on a thread
     return model_info(entry)
+
+
+UPLOAD_PATH = "/v1/models/upload"
+ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar", "application/octet-stream", "application/x-xz", "application/x-bzip2")
+
+
+@router.post(
+    UPLOAD_PATH,
+    status_code=202,
+    response_model=ModelInfo,
+    summary="Upload a bundle archive and load it in the background (admin)",
+    description="The body is a tar archive (plain, gzip, bzip2 or xz) of a bundle directory, e.g. `tar czf - -C runs/ft/bundle .`, "
+    "at most limits.max_bundle_upload_bytes. It is unpacked under data_dir/models/<name> (no paths out of it) and loaded as POST "
+    "/v1/models loads a path. `name` defaults to the manifest's model name. Needs an admin key when API keys are set.",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.FORBIDDEN, ErrorCode.INVALID_BUNDLE, ErrorCode.MODEL_CONFLICT, ErrorCode.UNSUPPORTED_MEDIA_TYPE)),
+    dependencies=[Depends(require_admin)],
+    openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ARCHIVE_TYPES}}},
+)
+async def upload_model(request: Request, name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None) -> ModelInfo:
+    registry = _models(request)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ARCHIVE_TYPES:
+        raise OmnivecError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"content type {kind or 'none'!r} is not a bundle archive; send application/gzip (tar czf) or application/x-tar")
+    root = Path(request.app.state.settings.data_dir) / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
+    try:
+        archive = work / "bundle.tar"
+        with open(archive, "wb") as f:
+            async for chunk in request.stream():
+                f.write(chunk)
+        try:
+            bundle_dir = await asyncio.to_thread(unpack_bundle, archive, work / "bundle")
+            manifest = ModelBundle.load(bundle_dir).manifest
+        except BundleError as exc:
+            raise OmnivecError(ErrorCode.INVALID_BUNDLE, str(exc)) from exc
+        final = root / (name or manifest.model_name)
+        if final.name not in {e.name for e in registry.entries()} and final.exists():
+            shutil.rmtree(final)  # an earlier upload under this name, not served now
+        if final.exists():
+            raise OmnivecError(ErrorCode.MODEL_CONFLICT, f"a model named {final.name!r} is served from {final}; unload it first or upload under another ?name=")
+        bundle_dir.rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return model_info(registry.start_load(final, final.name))
 
 
 @router.delete(

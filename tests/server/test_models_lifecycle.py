@@ -163,8 +163,24 @@ def test_load_and_unload_under_concurrent_requests_drop_nothing(two_models, tiny
     assert sum(status == 200 for _, status, _ in named) > 0 and sum(status == 404 for _, status, _ in named) > 0
 
 
+def _archive(bundle, tmp_path, *, escape: bool = False) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(bundle, arcname="bundle")
+        if escape:
+            tar.add(bundle / "manifest.json", arcname="../outside.json")
+    return buf.getvalue()
+
+
 def test_admin_key_guards_loading_and_unloading(tiny_bundle, tiny_b_bundle, tmp_path):
-    env = {"OMNIVEC_DATA_DIR": str(tmp_path / "data"), "OMNIVEC_SERVER__API_KEYS": "user-key", "OMNIVEC_SERVER__ADMIN_KEYS": "admin-key"}
+    archive = _archive(tiny_b_bundle, tmp_path)
+    env = {
+        "OMNIVEC_DATA_DIR": str(tmp_path / "data"), "OMNIVEC_SERVER__API_KEYS": "user-key", "OMNIVEC_SERVER__ADMIN_KEYS": "admin-key",
+        "OMNIVEC_LIMITS__MAX_BUNDLE_UPLOAD_BYTES": str(len(archive) + 4096),
+    }  # fmt: skip
     with ServerProcess(tiny_bundle, log=tmp_path / "server.log", env=env) as proc:
         url, body = proc.url, {"bundle": str(tiny_b_bundle), "name": B}
         user, admin = {"Authorization": "Bearer user-key"}, {"X-API-Key": "admin-key"}
@@ -178,6 +194,24 @@ def test_admin_key_guards_loading_and_unloading(tiny_bundle, tiny_b_bundle, tmp_
         assert_error(httpx.delete(f"{url}/v1/models/{B}", headers=user, timeout=10), 403, "forbidden")
         assert _embed_with(url, B, user).status_code == 200  # admin keys gate changes, not use
         assert httpx.delete(f"{url}/v1/models/{B}", headers=admin, timeout=60).status_code == 200
+
+        # the same bundle as an uploaded archive: size-limited, unpacked under data_dir/models, loaded in the background
+        upload = lambda body, headers=admin, kind="application/gzip": httpx.post(  # noqa: E731
+            f"{url}/v1/models/upload", params={"name": "uploaded"}, content=body, headers={**headers, "content-type": kind}, timeout=60
+        )
+        assert_error(upload(archive, user), 403, "forbidden")
+        assert_error(upload(archive + b"\0" * 8192), 413, "payload_too_large", "MAX_BUNDLE_UPLOAD_BYTES")
+        assert_error(upload(b"not an archive"), 422, "invalid_bundle", "tar")
+        assert_error(upload(_archive(tiny_b_bundle, tmp_path, escape=True)), 422, "invalid_bundle")
+        assert not (tmp_path / "data" / "outside.json").exists()
+        assert_error(upload(archive, kind="text/plain"), 415, "unsupported_media_type")
+        accepted = upload(archive)
+        assert accepted.status_code == 202 and accepted.json()["name"] == "uploaded", accepted.text
+        deadline = time.monotonic() + 120
+        while (info := httpx.get(f"{url}/v1/models/uploaded", headers=admin, timeout=10).json())["state"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert info["state"] == "ready" and info["bundle"] == str(tmp_path / "data" / "models" / "uploaded")
+        assert _embed_with(url, "uploaded", user).status_code == 200
 
 
 def _embed_with(url: str, model: str, headers: dict) -> httpx.Response:
