@@ -243,6 +243,7 @@ class Reembedder:
             await run_store(self.store.point_name, job.name, job.target, job.old_name)
             job.total = len(old_ids)
             job.done = job.total
+        self.collections.builder.start(job.name)  # the new collection was written without ANN builds: build one now, in the background
         log.info("collection %r now in %r's space (%d items, %d errors); the old one is %r", job.name, job.model, job.total, len(job.errors), job.old_name)
 
     async def _ids(self, physical: str) -> set[str]:

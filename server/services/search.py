@@ -9,6 +9,7 @@ results ("more like this": the caller already has it).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -68,16 +69,17 @@ class SearchService:
         self.models = models
         self.resolver = resolver
 
-    async def query_vector(self, name: str, query: SearchQuery) -> Sequence[float] | np.ndarray:
-        """The vector to search with: embedded, looked up by id, or given."""
+    async def query_vector(self, name: str, query: SearchQuery, shown_as: str | None = None) -> Sequence[float] | np.ndarray:
+        """The vector to search with: embedded, looked up by id, or given (`shown_as`: the name messages use)."""
         if query.kind == "vector":
             return query.value
         if query.kind == "id":
             points = await run_store(self.store.retrieve, name, [query.value], with_vectors=True)
             if not points:
-                raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {query.value!r}")
+                raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {shown_as or name!r} has no item {query.value!r}")
             return points[0].vector
-        model = model_for(self.models, await run_store(self.store.describe, name), "search")
+        meta = await run_store(self.store.describe, name)
+        model = model_for(self.models, dataclasses.replace(meta, name=shown_as or meta.name), "search")
         label = query.label or f"query.{query.kind}"
         resolved = await self.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
         async with self.models.lease(model) as embedding:
@@ -86,7 +88,7 @@ class SearchService:
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
         physical = await run_store(self.store.resolve, name)  # one collection from start to end, even if a re-embed swaps the name meanwhile
-        vector = await self.query_vector(physical, query)
+        vector = await self.query_vector(physical, query, shown_as=name)
         try:
             hits = await run_store(
                 self.store.search,
