@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODALITY_KEY = "modality"
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
+PAYLOAD_INDEXES_KEY = "payload_indexes"  # collection metadata: its payload indexes, so a re-embed's new collection gets them too
 T = TypeVar("T")
 
 
@@ -176,9 +177,9 @@ class CollectionService:
         """A collection in the space and dim of `model` (default: the default model); `modality` is always keyword-indexed."""
         entry = self.models.get(model)
         manifest = entry.service.manifest  # type: ignore[union-attr]
-        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, entry.name, meta)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
+        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media, PAYLOAD_INDEXES_KEY: indexes}
+        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, entry.name, meta)
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, name, key, schema)
         return info

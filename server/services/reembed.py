@@ -27,7 +27,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.aliases import Physical
 from ..index.errors import CollectionNotFound
 from ..index.store import IndexStore, Point
-from .collections import MODALITY_KEY, CollectionService, Mirror, run_store
+from .collections import MODALITY_KEY, PAYLOAD_INDEXES_KEY, CollectionService, Mirror, run_store
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 from .models import LoadedModel, ModelRegistry
 
@@ -164,7 +164,9 @@ class Reembedder:
         manifest = entry.manifest
         assert manifest is not None
         await run_store(self.store.create_collection, Physical(job.target), manifest.embed_dim, manifest.space_id, entry.name, dict(meta.extra))
-        await run_store(self.store.create_payload_index, Physical(job.target), MODALITY_KEY, "keyword")
+        indexes = {MODALITY_KEY: "keyword", **(meta.extra.get(PAYLOAD_INDEXES_KEY) or {})}  # collections from before it was kept: modality only
+        for key, schema in indexes.items():
+            await run_store(self.store.create_payload_index, Physical(job.target), key, schema)
         await run_store(self.docs.put, job.name, job.doc())
 
     # -- running --------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _spaces(url: str) -> dict[str, str]:
 
 
 def _fill(url: str, name: str, texts: list[str], images: int = 0) -> None:
-    assert httpx.post(f"{url}/v1/collections", json={"name": name}, timeout=30).status_code == 201
+    assert httpx.post(f"{url}/v1/collections", json={"name": name, "payload_indexes": {"n": "integer"}}, timeout=30).status_code == 201
     items = [{"id": f"t{i}", "text": t, "payload": {"n": i}} for i, t in enumerate(texts)]
     items += [{"id": f"img{i}", "image": base64.b64encode(encode(scene(seed=i), "PNG")).decode(), "payload": {"n": -i}} for i in range(images)]
     for start in range(0, len(items), 32):
@@ -131,6 +131,10 @@ def test_reembed_swaps_under_concurrent_searches_and_adds(engine, tmp_path, tiny
         image = httpx.get(f"{url}/v1/collections/docs/items/img1", params={"with_vector": "true"}, timeout=10).json()
         by_image = httpx.post(f"{url}/v1/collections/docs/search", json={"query": {"vector": image["vector"]}, "top_k": 1}, timeout=30).json()
         assert by_image["results"][0]["id"] == "img1" and image["payload"] == {"n": -1}
+
+        filtered = httpx.post(f"{url}/v1/collections/docs/search", json={"query": {"text": TEXTS[3]}, "top_k": 3, "filter": {"must": [{"key": "n", "range": {"lte": 3, "gte": 3}}]}}, timeout=30)
+        assert [h["id"] for h in filtered.json()["results"]] == ["t3"], filtered.text
+        assert app.state.store.describe("docs").extra["payload_indexes"] == {"modality": "keyword", "n": "integer"}  # the new collection's indexes
 
         assert httpx.delete(f"{url}/v1/collections/docs.r0", timeout=30).status_code == 200
         assert httpx.get(f"{url}/v1/collections/docs", timeout=10).json()["count"] == after["count"]
