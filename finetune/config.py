@@ -59,6 +59,13 @@ class FinetuneConfig(BaseModel):
     out: Path = Field(Path("runs/finetune"), description="output directory: checkpoints/, report.json, report.md, bundle/")
     export: bool = Field(True, description="export a servable bundle at the end")
     int8: bool = Field(False, description="with export: also write int8 towers")
+    publish: str | None = Field(
+        None,
+        description="URL of a running omnivec server that loads the exported bundle at the end (POST /v1/models; the bundle path must "
+        "be readable by the server; an admin key comes from $OMNIVEC_API_KEY)",
+    )
+    publish_name: str | None = Field(None, description="with publish: the name the model is served under (default: <model name>-<space id hash>)")
+    publish_reembed: list[str] | None = Field(None, description="with publish: collections to re-embed into the new model's space and swap in")
 
     @field_validator("nested_dims", mode="before")
     @classmethod
@@ -100,7 +107,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif name == "nested_dims":
             parser.add_argument(flag, dest=name, default=None, metavar="D1,D2,...", help=help_text)
-        elif name == "templates":
+        elif name in ("templates", "publish_reembed"):
             parser.add_argument(flag, dest=name, action="append", default=None, help=help_text + " (repeatable)")
         elif "int" in annotation and "float" not in annotation:
             parser.add_argument(flag, dest=name, type=int, default=None, help=help_text)

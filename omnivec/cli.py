@@ -33,7 +33,18 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
             (out.setdefault(group, {}) if group else out)[field] = value
 
     put(None, "data_dir", flags.get("data_dir"))
-    put("model", "bundle", flags.get("bundle"))
+    bundles = flags.get("bundle")
+    if isinstance(bundles, list):  # serve: repeated --bundle; the first is the default model
+        from omnivec.server.services.models import parse_bundle_arg
+
+        if bundles:
+            name, first = parse_bundle_arg(bundles[0])
+            put("model", "bundle", first)
+            put("model", "name", name)
+            put("model", "bundles", [str(b) for b in bundles[1:]] or None)
+    else:
+        put("model", "bundle", bundles)
+    put("model", "models_dir", flags.get("models_dir"))
     put("model", "precision", flags.get("precision"))
     put("model", "intra_op_threads", flags.get("threads") if args.command in ("serve", "embed") else None)
     put("server", "host", flags.get("host"))

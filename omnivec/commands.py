@@ -302,8 +302,38 @@ def cmd_finetune(args: argparse.Namespace, settings: None = None) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     last = result.history[-1]["metrics"] if result.history else {}
-    print(json.dumps({"out": str(result.out), "bundle": str(result.bundle) if result.bundle else None, "steps": result.steps, "final": last}))
+    summary = {"out": str(result.out), "bundle": str(result.bundle) if result.bundle else None, "steps": result.steps, "final": last}
+    if config.publish:
+        if result.bundle is None:
+            print("omnivec finetune: error: --publish needs the exported bundle; drop --no-export", file=sys.stderr)
+            return 2
+        try:
+            summary["published"] = publish_bundle(config.publish, Path(result.bundle), config.publish_name, config.publish_reembed or [])
+        except Exception as exc:  # noqa: BLE001 - the training result stands; say why the server did not take it
+            print(f"omnivec finetune: error: the bundle is at {result.bundle} but publishing it to {config.publish} failed: {exc}", file=sys.stderr)
+            print(json.dumps(summary))
+            return 1
+    print(json.dumps(summary))
     return 0
+
+
+def publish_bundle(url: str, bundle: Path, name: str | None, reembed: list[str]) -> dict:
+    """Load a freshly exported bundle into a running server and (optionally) re-embed collections into its space."""
+    from omnivec_client import Client
+    from omnivec.server.bundle import ModelBundle
+
+    manifest = ModelBundle.load(bundle).manifest
+    name = name or f"{manifest.model_name}-{manifest.space_id.rpartition('@')[2][:8]}"
+    with Client(url) as client:
+        info = client.load_model(str(bundle.resolve()), name, on_progress=lambda s: print(f"loading {name}: {s['state']} ({s['progress']})", file=sys.stderr))
+        print(f"model {name!r} serves at {url} (space {info['space_id']}, loaded in {info['load_s']} s)", file=sys.stderr)
+        done = {}
+        for collection in reembed:
+            status = client.reembed(
+                collection, name, on_progress=lambda s, c=collection: print(f"re-embedding {c}: {s['done']}/{s['total']} ({len(s['errors'])} errors)", file=sys.stderr)
+            )
+            done[collection] = {"total": status["total"], "errors": len(status["errors"]), "previous": status["previous"]}
+    return {"model": name, "space_id": info["space_id"], "reembedded": done}
 
 
 def default_model_dir(settings: "Settings") -> Path:

@@ -55,7 +55,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "server with OMNIVEC_QDRANT_URL). Every flag can also be set "
         "through the environment (OMNIVEC_MODEL__BUNDLE, OMNIVEC_SERVER__PORT, ...); flags win.",
     )
-    p.add_argument("--bundle", type=Path, help="bundle directory (env OMNIVEC_MODEL__BUNDLE); without one, the default model omnivec-mini is built on first run (`omnivec bootstrap`, needs omnivec[export] and espeak-ng) and served with its demo collection")
+    p.add_argument(
+        "--bundle",
+        action="append",
+        metavar="[NAME=]DIR",
+        help="bundle directory (env OMNIVEC_MODEL__BUNDLE); repeat it to serve several models at once, the first being the default "
+        "(requests without \"model\" use it), each under its manifest's model name or NAME; more can be loaded while running "
+        "(POST /v1/models). Without one, the default model omnivec-mini is built on first run (`omnivec bootstrap`, needs "
+        "omnivec[export] and espeak-ng) and served with its demo collection",
+    )
+    p.add_argument("--models-dir", type=Path, help="also serve every bundle in this directory's subdirectories, named after them (env OMNIVEC_MODEL__MODELS_DIR)")
     p.add_argument("--host", help="bind address (default 127.0.0.1; use 0.0.0.0 in containers)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--precision", choices=["fp32", "int8"], help="tower variant to load (default fp32)")

@@ -206,3 +206,22 @@ class ModelBundle:
     def parity_report(self) -> dict:
         path = self.root / PARITY_FILE
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def unpack_bundle(archive: Path, dest: Path) -> Path:
+    """Extract an uploaded bundle archive (tar, tar.gz/.bz2/.xz) into `dest`; the directory holding its manifest.
+
+    Extraction uses tarfile's "data" filter: no absolute paths, no `..`, no links out of `dest`, no
+    device files, so an archive cannot write outside the directory it is given.
+    """
+    import tarfile
+
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"the upload is not a readable bundle archive ({exc.__class__.__name__}: {exc}); send `tar czf - -C DIR .` of a bundle directory") from exc
+    for root in (dest, *sorted(p for p in dest.iterdir() if p.is_dir())):
+        if (root / MANIFEST_FILE).is_file():
+            return root
+    raise BundleError(f"the archive holds no {MANIFEST_FILE} at its top level or in one top-level directory; archive a bundle directory written by `omnivec export`")

@@ -64,6 +64,11 @@ class ErrorCode(str, Enum):
     DOWNLOAD_TOO_LARGE = "download_too_large"
     # the OpenAI-compatible API
     MODEL_NOT_FOUND = "model_not_found"
+    # model lifecycle (several models, hot load/unload, re-embedding)
+    MODEL_CONFLICT = "model_conflict"
+    INVALID_BUNDLE = "invalid_bundle"
+    FORBIDDEN = "forbidden"
+    REEMBED_CONFLICT = "reembed_conflict"
 
 
 ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
@@ -119,6 +124,12 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.DOWNLOAD_TOO_LARGE: ErrorSpec(413, "Download too large"),
     # 404 as OpenAI answers an unknown `model`, so OpenAI clients raise their NotFoundError.
     ErrorCode.MODEL_NOT_FOUND: ErrorSpec(404, "Model not found"),
+    # 409: the model's state forbids it (default model, name taken, still loading, used by a re-embed).
+    ErrorCode.MODEL_CONFLICT: ErrorSpec(409, "Model conflict"),
+    ErrorCode.INVALID_BUNDLE: ErrorSpec(422, "Invalid bundle"),
+    # 403: a valid API key, but the operation (loading/unloading models, re-embedding) needs an admin key.
+    ErrorCode.FORBIDDEN: ErrorSpec(403, "Admin key required"),
+    ErrorCode.REEMBED_CONFLICT: ErrorSpec(409, "Re-embed conflict"),
 }
 
 

@@ -24,7 +24,26 @@ def default_threads() -> int:
 
 
 class ModelSettings(BaseModel):
-    bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers).")
+    bundle: Path | None = Field(None, description="Model bundle directory (manifest.json + ONNX towers): the default model.")
+    name: str | None = Field(None, description="Name the default model is served under (default: its manifest's model name).")
+    bundles: list[str] = Field(
+        default_factory=list,
+        description='More bundles served next to the default one, each "DIR" or "NAME=DIR" (a name is needed when two '
+        'share a manifest model name); `omnivec serve --bundle A --bundle B` puts B here. Env: OMNIVEC_MODEL__BUNDLES=\'["/m/b"]\'.',
+    )
+    models_dir: Path | None = Field(
+        None, description="A directory of bundles: each subdirectory holding a manifest.json is served too, named after the subdirectory (`--models-dir`)."
+    )
+
+    def extra_bundles(self) -> list[str]:
+        """`bundles`, then every bundle under `models_dir` as NAME=DIR (sorted), except the default's own directory."""
+        found = []
+        if self.models_dir is not None and Path(self.models_dir).is_dir():
+            default = Path(self.bundle).resolve() if self.bundle else None
+            for sub in sorted(Path(self.models_dir).iterdir()):
+                if (sub / "manifest.json").is_file() and sub.resolve() != default:
+                    found.append(f"{sub.name}={sub}")
+        return [*self.bundles, *found]
     precision: Literal["fp32", "int8"] = Field("fp32", description="Tower variant to load; int8 falls back to fp32 per tower when the bundle has none.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers, in preference order.")
     provider_options: dict[str, dict[str, str | int | float | bool]] = Field(
@@ -73,6 +92,9 @@ class LimitsSettings(BaseModel):
     max_audio_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest single encoded audio file (413 above); its duration limit comes from the bundle.")
     max_inputs_per_request: int = Field(1024, ge=1, description="Most inputs one /v1/embed call may carry.")
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted before tokenisation.")
+    max_bundle_upload_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="Largest bundle archive POST /v1/models/upload accepts (413 above); the only route over max_request_bytes."
+    )
     max_concurrent_requests: int = Field(
         256, ge=1, description="Model requests (embed, search, add items, classify) in progress at once; beyond it 429 + Retry-After before the body is read."
     )
@@ -94,6 +116,12 @@ class ServerSettings(BaseModel):
         description="Comma-separated API keys; when set, every request except the probes, /metrics and the docs needs "
         "`Authorization: Bearer KEY` or `X-API-Key: KEY` (401 otherwise). Several keys allow rotation.",
     )
+    admin_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated admin keys: with API keys set, loading/unloading models (POST/DELETE /v1/models) and "
+        "re-embedding collections need one of these (403 with another valid key). Admin keys are valid API keys too.",
+    )
 
 
 class IndexSettings(BaseModel):
@@ -110,6 +138,7 @@ class IndexSettings(BaseModel):
     optimize_after_points: int = Field(
         20_000, ge=0, description="Build a collection's ANN index in the background once this many points were added since the last build (0: only on POST .../optimize)."
     )
+    reembed_page: int = Field(64, ge=1, le=1000, description="Items a re-embed reads, embeds and writes per step; its progress is saved after each.")
 
 
 class FetchSettings(BaseModel):

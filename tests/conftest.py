@@ -50,6 +50,17 @@ def tiny_bundle(tmp_path_factory, tiny_loaded) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_b_bundle(tmp_path_factory) -> Path:
+    """omnivec-tiny again with other weights (seed 1): a second small model in another embedding space."""
+    import torch
+
+    torch.set_num_threads(1)
+    from omnivec.model_export.loader import load_model
+
+    return _export(tmp_path_factory, "omnivec-tiny", load_model("omnivec-tiny", "none", seed=1))
+
+
+@pytest.fixture(scope="session")
 def server(tiny_bundle, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "server.log"
     proc = ServerProcess(tiny_bundle, log=log, env={"OMNIVEC_LIMITS__MAX_REQUEST_BYTES": str(4 * 1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_BYTES": str(1024 * 1024), "OMNIVEC_LIMITS__MAX_IMAGE_PIXELS": str(4_000_000)}).start()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -31,14 +32,16 @@ from ..services.embedding import EmbeddingService, load_encoders
 from ..services.inputs import InputResolver
 from ..services.labelsets import LabelSetStore
 from ..services.media_keeper import MediaKeeper
+from ..services.models import ModelRegistry, parse_bundle_arg
+from ..services.reembed import Reembedder
 from ..services.search import SearchService
-from ..services.zero_shot import ZeroShotClassifier
 from ..settings import Settings
-from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_search, routes_system
+from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_reembed, routes_search, routes_system
 from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
 from .bodies import error_text
 from .routes_collections import FileItemMeta
+from .routes_system import UPLOAD_PATH
 from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
 from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
 from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
@@ -49,13 +52,17 @@ log = logging.getLogger("omnivec")
 class BodySizeLimit:
     """Refuse bodies over the limit with 413, from Content-Length up front or while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}  # routes with a limit of their own (bundle uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.per_path:
+            await BodySizeLimit(self.app, self.per_path[scope["path"]])(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -78,7 +85,7 @@ class BodySizeLimit:
         return OmnivecError(
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"request body of {size}+ bytes is over the limit of {self.max_bytes}; split it into smaller requests "
-            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES)",
+            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES; bundle uploads: OMNIVEC_LIMITS__MAX_BUNDLE_UPLOAD_BYTES)",
         )
 
 
@@ -214,7 +221,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _openapi(app: FastAPI) -> dict:
     """Add the JSON body models that routes parse by hand (to accept JSON and multipart) to the schema."""
-    if app.openapi_schema:
+    models = getattr(app.state, "models", None)
+    if app.openapi_schema and models is not None and getattr(app.state, "openapi_for", None) == tuple(models.names()):
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -232,7 +240,9 @@ def _openapi(app: FastAPI) -> dict:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         schema["security"] = [{"bearer": []}, {"apiKey": []}]
-    if getattr(app.state, "service", None) is not None:  # cache only once the model's names and dim are in it
+    models = getattr(app.state, "models", None)
+    if models is not None and models.default_name is not None:  # cache while the set of models and their names stay the same
+        app.state.openapi_for = tuple(models.names())
         app.openapi_schema = schema
     return schema
 
@@ -244,10 +254,10 @@ def _limit_values(app: FastAPI) -> dict[str, dict]:
         "max_inputs_per_request": {"maxItems": limits.max_inputs_per_request},
         "max_text_chars": {"maxLength": limits.max_text_chars},
     }
-    service = getattr(app.state, "service", None)
-    if service is not None:
-        values["served_models"] = {"enum": served_model_names(service)}
-        values["embed_dim"] = {"maximum": service.manifest.embed_dim}
+    models = getattr(app.state, "models", None)
+    if models is not None and models.default_name is not None:
+        values["served_models"] = {"enum": served_model_names(models)}
+        values["embed_dim"] = {"maximum": max(m.service.manifest.embed_dim for m in models.ready())}
     return values
 
 
@@ -264,22 +274,22 @@ def _apply_limits(node: object, values: dict[str, dict]) -> None:
             _apply_limits(child, values)
 
 
-_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "classifier", "labelsets")
+_INDEX_STATE = ("store", "fetcher", "resolver", "collections", "search", "labelsets", "reembeds")
 
 
-def _start_index(app: FastAPI, settings: Settings, service: EmbeddingService, store: IndexStore) -> None:
+def _start_index(app: FastAPI, settings: Settings, models: ModelRegistry, store: IndexStore) -> None:
     """Wire the index, URL fetching and classification services onto app.state."""
     limits = settings.limits
     # The download cap is the larger media limit; each modality's own limit applies once its type is known.
     fetcher = UrlFetcher(settings.fetch, max_bytes=max(limits.max_image_bytes, limits.max_audio_bytes))
     resolver = InputResolver(fetcher, settings.limits)
     media = MediaKeeper(store.media(), settings.media)
-    collections = CollectionService(store, service, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
+    collections = CollectionService(store, models, resolver, IndexBuilder(store, settings.index.optimize_after_points), media)
     app.state.store, app.state.fetcher, app.state.resolver = store, fetcher, resolver
     app.state.collections = collections
-    app.state.search = SearchService(store, service, resolver)
-    app.state.classifier = ZeroShotClassifier(service)
+    app.state.search = SearchService(store, models, resolver)
     app.state.labelsets = LabelSetStore(store.documents("labelsets"))  # where the index lives: shared by every replica of it
+    app.state.reembeds = Reembedder(store, collections, models, resolver, page=settings.index.reembed_page)
 
 
 def _log_demo_failure(task: asyncio.Task) -> None:
@@ -295,27 +305,34 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     """
     settings = settings or Settings()
 
+    own_store = store is None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = service is None
-        if own:
-            if settings.model.bundle is None:
-                raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
-            app.state.service = EmbeddingService(ModelBundle.load(settings.model.bundle), settings, metrics=app.state.metrics)
-        else:
-            app.state.service = service
-        own_store = store is None
+        models = ModelRegistry(settings, metrics=app.state.metrics)
+        app.state.models = models
         try:
+            if service is None:
+                if settings.model.bundle is None:
+                    raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
+                await models.load_now(Path(settings.model.bundle), settings.model.name, default=True)
+            else:
+                models.add(settings.model.name or service.manifest.model_name, service, Path(settings.model.bundle or "."), default=True, owned=False)
+            for extra in settings.model.extra_bundles():  # `--bundle A --bundle B`: B, C, ... next to the default
+                name, path = parse_bundle_arg(extra)
+                await models.load_now(path, name)
+            app.state.service = models.default.service
             index_store = await asyncio.to_thread(open_store, settings) if own_store else store
         except BaseException:
-            if own:
-                await app.state.service.close()
+            await models.close()
             raise
-        _start_index(app, settings, app.state.service, index_store)
+        _start_index(app, settings, models, index_store)
+        await app.state.reembeds.resume_all()  # re-embeds a restart interrupted carry on
         if settings.demo_items is not None:
             app.state.demo_task = asyncio.create_task(index_demo(app.state.collections, settings.demo_items))
             app.state.demo_task.add_done_callback(_log_demo_failure)
-        log.info("serving %s (%s)", app.state.service.manifest.model_name, ", ".join(app.state.service.modalities))
+        for entry in models.ready():
+            log.info("serving %s%s (%s)", entry.name, " (default)" if entry.default else "", ", ".join(entry.service.modalities))  # type: ignore[union-attr]
         try:
             yield
         finally:
@@ -323,15 +340,15 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
                 app.state.demo_task.cancel()
                 await asyncio.gather(app.state.demo_task, return_exceptions=True)
                 app.state.demo_task = None
+            await app.state.reembeds.close()
             await app.state.collections.builder.close()
             await app.state.fetcher.aclose()
             if own_store:
                 await asyncio.to_thread(index_store.close)
             for name in _INDEX_STATE:
                 setattr(app.state, name, None)
-            if own:
-                await app.state.service.close()
-            app.state.service = None
+            await models.close()
+            app.state.service = app.state.models = None
 
     app = FastAPI(
         title="omnivec",
@@ -343,6 +360,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.state.settings = settings
     app.state.admission = Admission(settings.limits.max_concurrent_requests)
     app.state.service = None
+    app.state.models = None
     app.state.demo_task = None
     for name in _INDEX_STATE:
         setattr(app.state, name, None)
@@ -355,10 +373,11 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_search.router)
     app.include_router(routes_classify.router)
     app.include_router(routes_media.router)
+    app.include_router(routes_reembed.router)
     app.include_router(routes_page.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
-    if keys := parse_keys(settings.server.api_keys):
-        app.add_middleware(ApiKeyAuth, keys=keys, send_error=_send_error)  # before the body is read
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes, per_path={UPLOAD_PATH: settings.limits.max_bundle_upload_bytes})
+    if keys := parse_keys(settings.server.api_keys):  # admin keys are API keys too
+        app.add_middleware(ApiKeyAuth, keys=keys + parse_keys(settings.server.admin_keys), send_error=_send_error)  # before the body is read
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts 401s and 413s too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -371,6 +390,8 @@ def run_server(settings: Settings) -> None:
     if settings.model.bundle is None:
         raise BundleError("no model bundle configured: pass --bundle DIR or set OMNIVEC_MODEL__BUNDLE (create one with `omnivec export`)")
     bundle = ModelBundle.load(settings.model.bundle)
+    for extra in settings.model.extra_bundles():  # a wrong path is a clear error before the port is bound
+        ModelBundle.load(parse_bundle_arg(extra)[1])
     if settings.model.backend == "triton":  # an unreachable Triton or a wrong repository is a clear error, not a startup traceback
         for encoder in load_encoders(bundle, settings).values():
             encoder.close()

@@ -5,12 +5,17 @@ the new one, move clients, remove the old. Liveness/readiness probes, /metrics a
 stay open (orchestrators and Prometheus scrape them without credentials), and so do the search page's
 static files at / and /ui/ (they hold no data; the page asks for a key); everything else needs
 `Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys are compared in constant time.
+
+Admin keys (OMNIVEC_SERVER__ADMIN_KEYS) are API keys that may also change what the server serves:
+load and unload models, re-embed collections (`require_admin`). With no API keys set the server is
+open, admin operations included, as everything else is.
 """
 
 from __future__ import annotations
 
 import hmac
 
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ErrorCode, OmnivecError
@@ -33,6 +38,22 @@ def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
     return headers.get(b"x-api-key") or None
 
 
+def _matches(key: bytes | None, keys: tuple[bytes, ...]) -> bool:
+    # compare against every key (no early exit), so timing says nothing about which one matched
+    return key is not None and sum(hmac.compare_digest(key, k) for k in keys) > 0
+
+
+def require_admin(request: Request) -> None:
+    """FastAPI dependency of the routes that change what is served: 403 unless the key is an admin key (when keys are set)."""
+    server = request.app.state.settings.server
+    if not parse_keys(server.api_keys):
+        return
+    admins = parse_keys(server.admin_keys)
+    if not _matches(presented_key(dict(request.scope.get("headers") or [])), admins):
+        hint = "send one of OMNIVEC_SERVER__ADMIN_KEYS" if admins else "this server has no admin keys: set OMNIVEC_SERVER__ADMIN_KEYS and send one"
+        raise OmnivecError(ErrorCode.FORBIDDEN, f"{request.method} {request.url.path} changes the served models or collections and needs an admin key; {hint}")
+
+
 class ApiKeyAuth:
     """Refuse requests without a valid key with 401 unauthorized (only installed when keys are set)."""
 
@@ -47,9 +68,7 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         key = presented_key(dict(scope.get("headers") or []))
-        # compare against every key (no early exit), so timing says nothing about which one matched
-        valid = key is not None and sum(hmac.compare_digest(key, k) for k in self.keys) > 0
-        if valid:
+        if _matches(key, self.keys):
             await self.app(scope, receive, send)
             return
         message = (

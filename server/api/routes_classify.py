@@ -8,6 +8,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..services.collections import run_store
 from ..services.inputs import InputResolver, RawInput, embed_all
 from ..services.labelsets import LabelSet, LabelSetStore
+from ..services.models import ModelRegistry
 from ..services.zero_shot import ZeroShotClassifier
 from .admission import admitted
 from .bodies import app_state, body_kind, check_count, form_json, json_object, read_form, read_upload, upload_label, validated
@@ -97,12 +98,15 @@ async def _parse(request: Request) -> tuple[ClassifyRequest, list[RawInput]]:
     "(default for images: 'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.'; audio: 'the sound of {}.', "
     "'a recording of {}.', '{}'; texts: the label itself).",
     openapi_extra=CLASSIFY_BODY,
-    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS, URL_INPUTS, (ErrorCode.LABELS_EMPTY, ErrorCode.LABELSET_NOT_FOUND, ErrorCode.INDEX_UNAVAILABLE)),
+    responses=route_errors(
+        VALIDATED, STARTING, MODEL_INPUTS, URL_INPUTS, (ErrorCode.LABELS_EMPTY, ErrorCode.LABELSET_NOT_FOUND, ErrorCode.INDEX_UNAVAILABLE, ErrorCode.MODEL_NOT_FOUND)
+    ),
 )
 async def classify(request: Request, _permit: None = Depends(admitted)) -> ClassifyResponse:
-    classifier: ZeroShotClassifier = app_state(request, "classifier")
+    models: ModelRegistry = app_state(request, "models")
     resolver: InputResolver = app_state(request, "resolver")
     body, raws = await _parse(request)
+    entry = models.get(body.model)
     labels, templates = body.labels, body.templates
     if body.labelset is not None:
         if labels:
@@ -112,15 +116,18 @@ async def classify(request: Request, _permit: None = Depends(admitted)) -> Class
     if not labels:  # fail before any download or model call
         raise OmnivecError(ErrorCode.LABELS_EMPTY, 'no labels to classify against: give "labels": ["cat", "dog", ...] or "labelset": "name"')
 
+    classifier: ZeroShotClassifier = entry.classifier  # type: ignore[assignment]
+
     async def work() -> tuple:
         resolved = await resolver.resolve_all(raws)
-        vectors = await embed_all(classifier.embedding, resolved)
-        return await classifier.classify(vectors, [r.modality for r in resolved], labels, templates, body.top_k, body.multi_label)
+        async with models.lease(entry) as service:
+            vectors = await embed_all(service, resolved)
+            return await classifier.classify(vectors, [r.modality for r in resolved], labels, templates, body.top_k, body.multi_label)
 
     ranked, rule = await cancel_on_disconnect(request, work())
     manifest = classifier.embedding.manifest
     return ClassifyResponse(
-        model=manifest.model_name,
+        model=entry.name,
         space_id=manifest.space_id,
         scoring=rule,
         multi_label=rule != "softmax",

@@ -76,7 +76,7 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
         created_at=info.created_at,
         description=str(meta.get("description", "")),
         extra=dict(meta.get("extra") or {}),
-        matches_model=info.space_id == service.space_id,
+        matches_model=service.served(info.space_id),
     )
 
 
@@ -84,12 +84,12 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
     "/v1/collections",
     status_code=201,
     response_model=CollectionOut,
-    summary="Create a collection in the loaded model's space",
-    responses=route_errors(VALIDATED, STARTING, (ErrorCode.COLLECTION_EXISTS, ErrorCode.INDEX_UNAVAILABLE)),
+    summary="Create a collection in a loaded model's space (the default model's unless `model` names another)",
+    responses=route_errors(VALIDATED, STARTING, (ErrorCode.COLLECTION_EXISTS, ErrorCode.INDEX_UNAVAILABLE, ErrorCode.MODEL_NOT_FOUND)),
 )
 async def create_collection(request: Request, body: CreateCollectionIn) -> CollectionOut:
     service = _service(request)
-    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes), keep_media=body.keep_media)
+    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes), keep_media=body.keep_media, model=body.model)
     return collection_out(info, service)
 
 

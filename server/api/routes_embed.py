@@ -15,9 +15,10 @@ from starlette.datastructures import UploadFile
 from ..errors import ErrorCode, OmnivecError
 from ..media import decode_media_string
 from ..services.embedding import EmbeddingService
+from ..services.models import ModelRegistry
 from ..settings import LimitsSettings
 from .admission import admitted
-from .bodies import read_form, read_upload, upload_label, validated
+from .bodies import app_state, read_form, read_upload, upload_label, validated
 from .disconnect import cancel_on_disconnect
 from .json_limits import BoundedJsonRoute, loads_bounded
 from .responses import MODEL_INPUTS, STARTING, VALIDATED, route_errors
@@ -28,7 +29,7 @@ router = APIRouter(route_class=BoundedJsonRoute)
 LIST_FIELDS = {"texts": "text", "images": "image", "audios": "audio"}  # JSON lists, in default output order
 FORM_FIELDS = {**LIST_FIELDS, "text": "text", "image": "image", "audio": "audio"}  # multipart accepts both spellings
 JSON_FIELDS = set(EmbedRequest.model_fields)
-Require = Callable[[str], None]
+Require = Callable[[str | None, str], None]  # (model name or None for the default, modality): refuses what that model lacks
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ParsedEmbed:
     encoding: str = "float"
     truncate: bool = True
     audio_windows: bool = False
+    model: str | None = None  # None: the default model
 
 
 def _unknown_field_error(name: str) -> OmnivecError:
@@ -54,7 +56,7 @@ def _unknown_field_error(name: str) -> OmnivecError:
     return OmnivecError(
         ErrorCode.UNKNOWN_FIELD,
         f"unknown field {name!r}: {hint}/v1/embed takes texts (strings), images and audios (base64 or data: URIs), "
-        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate and audio_windows",
+        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate, audio_windows and model",
     )
 
 
@@ -79,7 +81,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
                     err.message = f"inputs[{i}]: {err.message}"
                     raise err
     req = validated(EmbedRequest, raw)
-    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows)
+    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows, model=req.model)
     if req.inputs:
         if any(getattr(req, name) for name in LIST_FIELDS):
             raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images`/`audios` in one request, not both")
@@ -89,7 +91,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
             parsed.items += [ParsedInput(modality, i, value, f"{name}[{i}]") for i, value in enumerate(getattr(req, name))]
     _check_count(parsed, limits)
     for modality in dict.fromkeys(item.modality for item in parsed.items):
-        require(modality)  # before decoding: "this model has no audio tower" beats "your base64 is odd"
+        require(parsed.model, modality)  # before decoding: "this model has no audio tower" beats "your base64 is odd"
     for item in parsed.items:
         if item.modality != "text":
             item.value = decode_media_string(item.value, item.modality, item.label, limits.max_bytes(item.modality))  # type: ignore[arg-type]
@@ -101,11 +103,13 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
     parsed = ParsedEmbed()
     groups: dict[str, list[ParsedInput]] = {modality: [] for modality in LIST_FIELDS.values()}
     for name, value in form.multi_items():
-        if name in ("encoding", "truncate", "audio_windows"):
+        if name in ("encoding", "truncate", "audio_windows", "model"):
             if not isinstance(value, str):
                 raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must be a plain value")
             flag = value.strip().lower()
-            if name == "encoding":
+            if name == "model":
+                parsed.model = value
+            elif name == "encoding":
                 if value not in ("float", "base64"):
                     raise OmnivecError(ErrorCode.INVALID_REQUEST, "encoding must be 'float' or 'base64'")
                 parsed.encoding = value
@@ -120,7 +124,6 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
                 text = (await value.read()).decode("utf-8", errors="replace") if isinstance(value, UploadFile) else value
                 group.append(ParsedInput("text", len(group), text, f"texts[{len(group)}]"))
                 continue
-            require(modality)
             label = upload_label(f"{modality}s[{len(group)}]", value)
             if isinstance(value, UploadFile):
                 _, data = await read_upload(value, label, limits, modality)
@@ -131,6 +134,8 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
             raise _unknown_field_error(name)
     parsed.items = [item for group in groups.values() for item in group]
     _check_count(parsed, limits)
+    for modality in dict.fromkeys(item.modality for item in parsed.items):
+        require(parsed.model, modality)  # after the loop: the `model` field may follow the files
     return parsed
 
 
@@ -144,8 +149,8 @@ def _check_count(parsed: ParsedEmbed, limits: LimitsSettings) -> None:
         )
 
 
-async def parse_embed_request(request: Request, limits: LimitsSettings, require: Require = lambda modality: None) -> ParsedEmbed:
-    """The request's inputs in output order, media decoded; `require` refuses modalities the model does not serve."""
+async def parse_embed_request(request: Request, limits: LimitsSettings, require: Require = lambda model, modality: None) -> ParsedEmbed:
+    """The request's inputs in output order, media decoded; `require` refuses unknown models and modalities the model does not serve."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("application/json") or "+json" in content_type.split(";")[0]:
         return await _parse_json(request, limits, require)
@@ -189,17 +194,24 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
                             "encoding": {"type": "string", "enum": ["float", "base64"]},
                             "truncate": {"type": "boolean"},
                             "audio_windows": {"type": "boolean", "description": "also return per-window embeddings and spans"},
+                            "model": {"type": "string", "description": "a loaded model's name (GET /v1/models); default: the default model"},
                         },
                     }
                 },
             },
         }
     },
-    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS),
+    responses=route_errors(VALIDATED, STARTING, MODEL_INPUTS, (ErrorCode.MODEL_NOT_FOUND,)),
 )
 async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedResponse:
-    service: EmbeddingService = request.app.state.service
-    parsed = await parse_embed_request(request, request.app.state.settings.limits, service.require)
+    models: ModelRegistry = app_state(request, "models")
+    parsed = await parse_embed_request(request, request.app.state.settings.limits, lambda model, modality: models.get(model).service.require(modality))  # type: ignore[union-attr]
+    entry = models.get(parsed.model)
+    async with models.lease(entry) as service:
+        return await _embed(request, service, parsed, entry.name)
+
+
+async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbed, model_name: str) -> EmbedResponse:
     groups = {m: [item for item in parsed.items if item.modality == m] for m in LIST_FIELDS.values()}
     texts, images, audios = groups["text"], groups["image"], groups["audio"]
     text_result, image_vectors, audio_result = await cancel_on_disconnect(
@@ -243,7 +255,7 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
         )
     manifest = service.manifest
     return EmbedResponse(
-        model=manifest.model_name,
+        model=model_name,
         space_id=manifest.space_id,
         dim=manifest.embed_dim,
         encoding=parsed.encoding,  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..fetch import UrlFetcher
 from ..inference.encoder import l2_normalize
 from ..services.embedding import EmbeddingService
+from ..services.models import LoadedModel, ModelRegistry
 from ..media import check_size, decode_media_string
 from .admission import admitted
 from .bodies import app_state, check_count, json_object
@@ -58,9 +59,9 @@ def _error(code: ErrorCode, message: str, param: str | None) -> OmnivecError:
     return err
 
 
-def served_model_names(service: EmbeddingService) -> list[str]:
-    """The names `model` may take: the loaded bundle's (a list, so serving several models only changes this)."""
-    return [service.manifest.model_name]
+def served_model_names(models: ModelRegistry) -> list[str]:
+    """The names `model` may take: every loaded model's (GET /v1/models)."""
+    return models.names()
 
 
 def _check_input_shape(value: Any) -> None:
@@ -91,14 +92,16 @@ def _check_input_shape(value: Any) -> None:
                 raise _error(ErrorCode.INVALID_REQUEST, f"input[{i}]: {detail}", "input") from exc
 
 
-async def _parse(request: Request, service: EmbeddingService) -> EmbeddingsRequest:
+async def _parse(request: Request, models: ModelRegistry) -> tuple[EmbeddingsRequest, LoadedModel]:
     raw = await json_object(request, EXAMPLE)
-    served = served_model_names(service)
+    served = served_model_names(models)
     model = raw.get("model")
     if not isinstance(model, str) or not model:
         raise _error(ErrorCode.INVALID_REQUEST, f"no model: set \"model\" to one of {served}", "model")
     if model not in served:
         raise _error(ErrorCode.MODEL_NOT_FOUND, f"the model {model!r} is not served here; this server serves {served} (GET /v1/models)", "model")
+    entry = models.get(model)
+    service: EmbeddingService = entry.service  # type: ignore[assignment]
     _check_input_shape(raw.get("input"))
     try:
         body = EmbeddingsRequest.model_validate(raw)
@@ -116,7 +119,7 @@ async def _parse(request: Request, service: EmbeddingService) -> EmbeddingsReque
             f"dimensions={body.dimensions} is more than {model!r} gives ({dim}); ask for 1..{dim} or leave dimensions out",
             "dimensions",
         )
-    return body
+    return body, entry
 
 
 async def _media_bytes(item: MediaInput, label: str, request: Request) -> bytes:
@@ -145,10 +148,11 @@ async def _media_bytes(item: MediaInput, label: str, request: Request) -> bytes:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingsRequest"}}}}},
 )
 async def embeddings(request: Request, _permit: None = Depends(admitted)) -> EmbeddingsResponse:
-    service: EmbeddingService = app_state(request, "service")
-    body = await _parse(request, service)
+    models: ModelRegistry = app_state(request, "models")
+    body, entry = await _parse(request, models)
     try:
-        return await _embed(request, service, body)
+        async with models.lease(entry) as service:
+            return await _embed(request, service, body)
     except OmnivecError as exc:  # a bad input item (undecodable image, text too long, ...): OpenAI clients show `param`
         if getattr(exc, "param", None) is None and 400 <= exc.status < 500 and exc.code not in INPUT_NEUTRAL:
             exc.param = "input"  # type: ignore[attr-defined]

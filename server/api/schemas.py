@@ -40,6 +40,7 @@ def non_empty_one_of(*fields: str) -> dict:
 
 CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the collection: {NAME_RULE}")]
 LabelSetName = Annotated[str, Path(pattern=NAME_PATTERN, description=f"the label set: {NAME_RULE}")]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="a model's name, as GET /v1/models lists it")]
 AUDIO_FORMATS = "WAV/FLAC/OGG (Vorbis)/Opus/MP3"
 
 
@@ -88,6 +89,7 @@ class EmbedRequest(BaseModel):
     encoding: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes, base64-encoded")
     truncate: StrictBool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
     audio_windows: StrictBool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
+    model: str | None = Field(None, description="a loaded model's name (GET /v1/models); default: the server's default model")
 
 
 class AudioWindowOut(BaseModel):
@@ -137,7 +139,7 @@ class TowerInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    name: str
+    name: str = Field(description="what `model` names in requests")
     space_id: str
     dim: int
     modalities: list[str]
@@ -145,10 +147,24 @@ class ModelInfo(BaseModel):
     towers: list[TowerInfo]
     parity: dict
     source: dict
+    default: bool = Field(True, description="requests without `model` use this one; it cannot be unloaded")
+    state: Literal["loading", "ready", "failed", "unloading"] = "ready"
+    progress: str = Field("ready", description="while loading: which tower is being opened and probed")
+    error: str | None = Field(None, description="why a load failed")
+    bundle: str | None = Field(None, description="the bundle directory on the server")
+    load_s: float | None = Field(None, description="seconds the load took (towers opened and probed on this host)")
+    loaded_at: str | None = Field(None, description="when the load started (UTC)")
 
 
 class ModelsResponse(BaseModel):
-    data: list[ModelInfo]
+    data: list[ModelInfo] = Field(description="the ready models, the default first")
+    pending: list[ModelInfo] = Field(default_factory=list, description="models loading, unloading, or whose load failed")
+
+
+class LoadModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bundle: str = Field(min_length=1, description="a bundle directory on the server (as written by `omnivec export` / `omnivec finetune`)")
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="name to serve it under; default: the manifest's model name")
 
 
 class DeletedOut(BaseModel):
@@ -261,6 +277,7 @@ class CreateCollectionRequest(BaseModel):
         description="payload fields to index for fast filtering, e.g. {\"tags\": \"keyword\"} (`modality` always is); keys are payload paths",
         json_schema_extra={"additionalProperties": False},  # keys must match the path pattern
     )
+    model: str | None = Field(None, description="the loaded model whose space the collection is in (GET /v1/models); default: the default model")
 
 
 class CollectionOut(BaseModel):
@@ -272,7 +289,7 @@ class CollectionOut(BaseModel):
     created_at: str
     description: str = ""
     extra: dict[str, Any] = Field(default_factory=dict)
-    matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image/audio search are refused)")
+    matches_model: bool = Field(description="whether a loaded model embeds into this collection's space (else adding and text/image/audio search are refused)")
     indexing: "IndexingOut | None" = Field(None, description="background ANN index builds of this collection (this server process)")
 
 
@@ -435,6 +452,7 @@ class ClassifyRequest(ClassifyOptionsIn):
     inputs: list[InputRef] = Field(
         default_factory=list, json_schema_extra={"minItems": 1, LIMIT: "max_inputs_per_request"}, description="at least one in a JSON body"
     )
+    model: str | None = Field(None, description="a loaded model's name (GET /v1/models); default: the server's default model")
 
 
 class LabelScoreOut(BaseModel):

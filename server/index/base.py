@@ -15,6 +15,7 @@ drops the cache entry) or, at the latest, once the entry expires.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -24,8 +25,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import OmnivecError
+from .aliases import AliasMap, Physical
 from .filters import FilterBuilder, FilterNode, parse_filter, render_filter, restrict_to_ids
-from .errors import CollectionNotFound, IndexFailed, IndexStoreError, InvalidRequest
+from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, InvalidRequest
 from .media import MediaStore
 from .store import (
     ID_KEY,
@@ -64,6 +66,7 @@ class EngineStore(ABC):
     def __init__(self) -> None:
         self._metas: dict[str, tuple[CollectionMeta, float]] = {}
         self._metas_lock = threading.Lock()
+        self._alias_map: AliasMap | None = None
 
     # -- what an engine supplies ----------------------------------------------------------------
 
@@ -158,12 +161,45 @@ class EngineStore(ABC):
         """The engine's filter for filter JSON, or for a filter the caller already parsed."""
         return render_filter(parse_filter(flt), self.filter_builder)
 
+    # -- names pointing at other collections (aliases.py) ----------------------------------------
+
+    @property
+    def _names(self) -> AliasMap:
+        if self._alias_map is None:
+            self._alias_map = AliasMap(self.documents("aliases"), ttl_s=self.meta_ttl_s)
+        return self._alias_map
+
+    def resolve(self, name: str) -> Physical:
+        """The physical collection `name` stands for now; pass it on to pin one request to one collection."""
+        validate_collection_name(name)
+        return self._names.resolve(name)
+
+    def aliases(self) -> dict[str, str]:
+        """Every name that points at another physical collection."""
+        return dict(self._names.current())
+
+    def point_name(self, name: str, physical: str, old_name: str | None = None) -> None:
+        """Point `name` at `physical` in one step (the swap); the collection it stood for stays, reachable as `old_name`."""
+        validate_collection_name(name)
+        previous = self.resolve(name)
+        self.describe(Physical(physical))  # CollectionNotFound before anything moves
+        renames = {name: physical}
+        if old_name is not None and previous != physical:
+            validate_collection_name(old_name)
+            if previous != old_name:
+                renames[old_name] = previous
+        self._names.update(renames)
+        for changed in renames:
+            self._forget(changed)
+
     # -- collections ----------------------------------------------------------------------------
 
     def create_collection(self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None) -> CollectionInfo:
         validate_collection_name(name)
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
             raise InvalidRequest(f"dim must be an integer between 1 and {MAX_DIM}, got {dim!r}")
+        if not isinstance(name, Physical) and name in self._names.current():
+            raise CollectionExists(name)
         meta = CollectionMeta(name, dim, space_id, model, utc_now_iso(), dict(extra or {}))
         with self._engine(name):
             self._engine_create(meta)
@@ -172,25 +208,30 @@ class EngineStore(ABC):
 
     def describe(self, name: str) -> CollectionMeta:
         validate_collection_name(name)
+        target = self._names.resolve(name)
         with self._metas_lock:
-            cached = self._metas.get(name)
+            cached = self._metas.get(target)
         if cached is not None and (self.meta_ttl_s is None or time.monotonic() - cached[1] < self.meta_ttl_s):
-            return cached[0]
-        with self._engine(name):
-            meta = self._engine_describe(name)
-        self._remember(meta)
-        return meta
+            meta = cached[0]
+        else:
+            with self._engine(target):
+                meta = self._engine_describe(target)
+            self._remember(meta)
+        return meta if meta.name == name else dataclasses.replace(meta, name=str(name))
 
     def get_collection(self, name: str) -> CollectionInfo:
         """Fresh metadata (refreshing the cache) and an exact count: what GET /v1/collections/{name} shows."""
-        self._forget(name)
+        target = self.resolve(name)
+        self._forget(target)
         meta = self.describe(name)
-        with self._engine(name):
-            return CollectionInfo.of(meta, int(self._engine_count(name, None)))
+        with self._engine(target):
+            return CollectionInfo.of(meta, int(self._engine_count(target, None)))
 
     def list_collections(self) -> list[CollectionInfo]:
         with self._engine():
-            names = sorted(self._engine_names())
+            physical = set(self._engine_names())
+        aliases = self._names.current()
+        names = sorted((physical - set(aliases.values())) | set(aliases))  # a collection a name points at is listed under that name
         out = []
         for name in names:
             try:
@@ -200,35 +241,42 @@ class EngineStore(ABC):
         return out
 
     def delete_collection(self, name: str) -> None:
-        self.describe(name)  # CollectionNotFound, and never drop a collection omnivec did not create
+        target = self.resolve(name)
+        self.describe(target)  # CollectionNotFound, and never drop a collection omnivec did not create
         try:
-            with self._engine(name):
-                self._engine_drop(name)
+            with self._engine(target):
+                self._engine_drop(target)
         finally:
-            self._forget(name)
+            self._forget(target)
+            if name in self._names.current() or target in self._names.current().values():
+                self._names.update({}, remove={name}, remove_targets={target})
 
     # -- points ---------------------------------------------------------------------------------
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
-        prepared = prepare_points(points, self.describe(name).dim)
-        with self._engine(name):
-            self._engine_upsert(name, prepared)
+        target = self.resolve(name)
+        prepared = prepare_points(points, self.describe(target).dim)
+        with self._engine(target):
+            self._engine_upsert(target, prepared)
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
+        target = self.resolve(name)
         uids = list(dict.fromkeys(point_uuid(i) for i in ids))
-        self.describe(name)
-        with self._engine(name):
-            records = self._engine_retrieve(name, uids, True, with_vectors)
+        self.describe(target)
+        with self._engine(target):
+            records = self._engine_retrieve(target, uids, True, with_vectors)
         return points_in_request_order(records, ids, with_vectors)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        target = self.resolve(name)
         uids = {point_uuid(i): i for i in ids}
-        self.describe(name)
-        with self._engine(name):
-            records = self._engine_retrieve(name, list(uids), False, False)
+        self.describe(target)
+        with self._engine(target):
+            records = self._engine_retrieve(target, list(uids), False, False)
         return {uids[str(r.id)] for r in records if str(r.id) in uids}
 
     def delete_points(self, name: str, ids: Sequence[str] | None = None, filter: Mapping[str, Any] | None = None) -> int:
+        target = self.resolve(name)
         node = parse_filter(filter)
         if ids is None and node is None:
             raise InvalidRequest("delete_points needs ids or a filter; to remove everything, delete the collection")
@@ -237,13 +285,13 @@ class EngineStore(ABC):
             for i in ids:
                 point_uuid(i)  # validate
             if not ids:
-                self.describe(name)
+                self.describe(target)
                 return 0
             node = restrict_to_ids(node, ids)
         flt = render_filter(node, self.filter_builder)
-        self.describe(name)
-        with self._engine(name):
-            return int(self._engine_delete(name, flt))
+        self.describe(target)
+        with self._engine(target):
+            return int(self._engine_delete(target, flt))
 
     def search(
         self,
@@ -256,12 +304,13 @@ class EngineStore(ABC):
         with_payload: bool = True,
         with_vectors: bool = False,
     ) -> list[Hit]:
+        target = self.resolve(name)
         validate_search_args(top_k, offset)
         threshold = finite_or_none(score_threshold)
         flt = self._filter(filter)
-        query = prepare_query_vector(vector, self.describe(name).dim)
-        with self._engine(name):
-            records = self._engine_query(name, query, top_k, offset, flt, threshold, with_payload, with_vectors)
+        query = prepare_query_vector(vector, self.describe(target).dim)
+        with self._engine(target):
+            records = self._engine_query(target, query, top_k, offset, flt, threshold, with_payload, with_vectors)
         return [self._hit(r, with_payload, with_vectors) for r in records]
 
     @staticmethod
@@ -272,29 +321,33 @@ class EngineStore(ABC):
     def scroll(
         self, name: str, limit: int = 100, cursor: str | None = None, filter: Mapping[str, Any] | None = None, with_vectors: bool = False
     ) -> tuple[list[Point], str | None]:
+        target = self.resolve(name)
         start = validate_scroll_args(limit, cursor)
         flt = self._filter(filter)
-        self.describe(name)
-        with self._engine(name):
-            records, next_id = self._engine_scroll(name, limit, start, flt, with_vectors)
+        self.describe(target)
+        with self._engine(target):
+            records, next_id = self._engine_scroll(target, limit, start, flt, with_vectors)
         return [point_from_record(r, with_vectors) for r in records], (str(next_id) if next_id is not None else None)
 
     def count(self, name: str, filter: Mapping[str, Any] | None = None) -> int:
+        target = self.resolve(name)
         flt = self._filter(filter)
-        self.describe(name)
-        with self._engine(name):
-            return int(self._engine_count(name, flt))
+        self.describe(target)
+        with self._engine(target):
+            return int(self._engine_count(target, flt))
 
     def create_payload_index(self, name: str, field: str, schema: str) -> None:
+        target = self.resolve(name)
         field, kind = validate_payload_index(field, schema)
-        self.describe(name)
-        with self._engine(name):
-            self._engine_payload_index(name, field, kind)
+        self.describe(target)
+        with self._engine(target):
+            self._engine_payload_index(target, field, kind)
 
     def optimize(self, name: str) -> None:
-        self.describe(name)
-        with self._engine(name):
-            self._engine_optimize(name)
+        target = self.resolve(name)
+        self.describe(target)
+        with self._engine(target):
+            self._engine_optimize(target)
 
     def close(self) -> None:
         with self._engine():

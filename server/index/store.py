@@ -140,6 +140,20 @@ class IndexStore(Protocol):
         recreated behind the server's back is noticed); raises CollectionNotFound."""
         ...
 
+    def resolve(self, name: str) -> str:
+        """The physical collection `name` stands for now (aliases.py); handing it to the other methods pins a
+        request to that collection even if the name is pointed elsewhere meanwhile."""
+        ...
+
+    def aliases(self) -> dict[str, str]:
+        """Every name that points at another physical collection."""
+        ...
+
+    def point_name(self, name: str, physical: str, old_name: str | None = None) -> None:
+        """Point `name` at the collection `physical` in one step (a re-embed's swap); the collection the name stood
+        for stays, reachable as `old_name`."""
+        ...
+
     def documents(self, kind: str) -> "DocumentStore":
         """Small named JSON documents (label sets) kept where this index lives, so every server
         sharing the index sees the same ones."""

@@ -3,9 +3,10 @@
 Framework-free. Two rules hold everything together:
 
 * A collection records the embedding space (`space_id`) of the model that created it. Anything
-  that makes this server's model produce vectors for a collection (adding items, text/image/audio/URL
-  queries) is refused with 409 space_mismatch when the spaces differ: cosine between vectors of
-  two different models is meaningless, and mixing them silently ruins the index.
+  that produces vectors for a collection (adding items, text/image/audio/URL queries) uses the loaded
+  model of that space (`ModelRegistry.for_space`), and is refused with 409 space_mismatch, naming the
+  model to load, when none is loaded: cosine between vectors of two different models is meaningless,
+  and mixing them silently ruins the index.
 * A stored point's payload is the user's payload plus one key the API owns, `modality`
   ("text" | "image" | "audio"). So users filter on their own fields and on `modality` with the same
   Qdrant filter JSON (`{"key": "modality", "match": {"value": "image"}}`); `modality` (and the
@@ -15,22 +16,24 @@ Framework-free. Two rules hold everything together:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, TypeVar
 
 from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
 from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
-from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
+from .models import LoadedModel, ModelRegistry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .media_keeper import KeptMedia, MediaKeeper
 
 MODALITY_KEY = "modality"
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
+PAYLOAD_INDEXES_KEY = "payload_indexes"  # collection metadata: its payload indexes, so a re-embed's new collection gets them too
 T = TypeVar("T")
 
 
@@ -70,15 +73,52 @@ async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-def check_space(meta: CollectionMeta, manifest: Manifest, action: str) -> None:
-    """409 space_mismatch unless this server's model embeds into the collection's space."""
-    if meta.space_id != manifest.space_id:
-        raise OmnivecError(
-            ErrorCode.SPACE_MISMATCH,
-            f"cannot {action} collection {meta.name!r}: it holds vectors of space {meta.space_id!r} (model {meta.model!r}) "
-            f"but this server's model {manifest.model_name!r} embeds into space {manifest.space_id!r}, and vectors of different spaces "
-            f"are not comparable. Create a new collection for this model, or serve the collection's model ({meta.model!r}).",
-        )
+def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> LoadedModel:
+    """The loaded model of the collection's space; 409 space_mismatch naming the model to load otherwise."""
+    return models.for_space(meta.space_id, meta.model, meta.name, action)
+
+
+@dataclass
+class Mirror:
+    """Where a running re-embed writes: items added to or deleted from the collection meanwhile go there too."""
+
+    target: str  # the physical collection being built
+    model: LoadedModel
+
+
+class WriteGate:
+    """Writes to one collection share it; a re-embed's swap takes it alone for a moment, so no write
+    starts on the old collection and ends after the name moved."""
+
+    def __init__(self) -> None:
+        self._writers = 0
+        self._swapping = False
+        self._cond = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._swapping)
+            self._writers += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._writers -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._swapping)
+            self._swapping = True
+            await self._cond.wait_for(lambda: self._writers == 0)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._swapping = False
+                self._cond.notify_all()
 
 
 def user_payload(payload: Any, label: str) -> dict:
@@ -106,32 +146,40 @@ class CollectionService:
     """Create/list/delete collections; add, fetch and delete their items."""
 
     def __init__(
-        self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
+        self, store: IndexStore, models: ModelRegistry, resolver: InputResolver, builder: IndexBuilder | None = None, media: "MediaKeeper | None" = None
     ) -> None:
         self.store = store
-        self.embedding = embedding
+        self.models = models
         self.resolver = resolver
         self.builder = builder or IndexBuilder(store, optimize_after_points=0)
         self.media = media  # None: no media kept at all (unit tests of other parts)
+        self.mirrors: dict[str, Mirror] = {}  # collection name -> the re-embed building its successor
+        self._gates: dict[str, WriteGate] = {}
 
-    @property
-    def space_id(self) -> str:
-        return self.embedding.manifest.space_id
+    def gate(self, name: str) -> WriteGate:
+        return self._gates.setdefault(name, WriteGate())
 
-    @property
-    def model(self) -> str:
-        return self.embedding.manifest.model_name
+    def served(self, space_id: str) -> bool:
+        """Whether a loaded model embeds into this space (else adding and model queries are refused)."""
+        return any(m.space_id == space_id for m in self.models.ready())
 
     # -- collections ----------------------------------------------------------------------------
 
     async def create(
-        self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None, keep_media: bool = True
+        self,
+        name: str,
+        description: str = "",
+        extra: dict | None = None,
+        payload_indexes: dict[str, str] | None = None,
+        keep_media: bool = True,
+        model: str | None = None,
     ) -> CollectionInfo:
-        """A collection in this model's space and dim; `modality` is always given a keyword index."""
-        manifest = self.embedding.manifest
-        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta)
+        """A collection in the space and dim of `model` (default: the default model); `modality` is always keyword-indexed."""
+        entry = self.models.get(model)
+        manifest = entry.service.manifest  # type: ignore[union-attr]
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
+        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media, PAYLOAD_INDEXES_KEY: indexes}
+        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, entry.name, meta)
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, name, key, schema)
         return info
@@ -143,6 +191,10 @@ class CollectionService:
         return await run_store(self.store.get_collection, name)
 
     async def delete(self, name: str) -> None:
+        if name in self.mirrors:
+            raise OmnivecError(
+                ErrorCode.REEMBED_CONFLICT, f"collection {name!r} is being re-embedded; delete it once GET /v1/collections/{name}/reembed says done or failed"
+            )
         await run_store(self.store.delete_collection, name)
         self.builder.forget(name)
         if self.media is not None:
@@ -153,27 +205,33 @@ class CollectionService:
         await self.get(name)
         return self.builder.start(name)
 
-    async def compatible(self, name: str, action: str) -> CollectionMeta:
-        """The collection's (cached) metadata, after checking that this server's model may write or query it."""
+    async def compatible(self, name: str, action: str) -> tuple[CollectionMeta, LoadedModel]:
+        """The collection's (cached) metadata and the loaded model of its space (409 when none is)."""
         meta = await run_store(self.store.describe, name)
-        check_space(meta, self.embedding.manifest, action)
-        return meta
+        return meta, model_for(self.models, meta, action)
 
     # -- items ----------------------------------------------------------------------------------
 
     async def add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
-        """Embed and upsert items; a bad item is reported in `errors` and the others are stored."""
-        info = await self.compatible(name, "add items to")
+        """Embed and upsert items; a bad item is reported in `errors` and the others are stored (and, while a
+        re-embed builds the collection's successor, embedded with its model and stored there too)."""
+        async with self.gate(name).write():
+            return await self._add_items(name, entries)
+
+    async def _add_items(self, name: str, entries: list[ItemSpec | ItemError]) -> AddResult:
+        info, model = await self.compatible(name, "add items to")
         result = AddResult(ids=[None] * len(entries), errors=[e for e in entries if isinstance(e, ItemError)])
         specs = [e for e in entries if isinstance(e, ItemSpec)]
         resolved = await self.resolver.resolve_each([s.input for s in specs])
         ready = [(s, r) for s, r in zip(specs, resolved) if isinstance(r, Resolved)]
         result.errors += [ItemError.of(s.index, r) for s, r in zip(specs, resolved) if isinstance(r, OmnivecError)]
         making = self._start_media(info, [(s.input, r) for s, r in ready])  # previews are made while the model embeds
-        vectors = await embed_each(self.embedding, [r for _, r in ready])
+        async with self.models.lease(model) as embedding:
+            vectors = await embed_each(embedding, [r for _, r in ready])
         made = await making if making is not None else [None] * len(ready)
         points: list[tuple[int, Point]] = []
         kept: list[tuple[str, KeptMedia | None]] = []
+        inputs: dict[str, Resolved] = {}
         for (spec, res), vector, media in zip(ready, vectors, made):
             if isinstance(vector, OmnivecError):
                 result.errors.append(ItemError.of(spec.index, vector))
@@ -181,15 +239,27 @@ class CollectionService:
             point_id = spec.id or content_id(res.modality, res.value)
             points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
             kept.append((point_id, media))
+            inputs[point_id] = res
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points])
             self.builder.note_added(name, len(points))
+            if (mirror := self.mirrors.get(name)) is not None:
+                await self._mirror_add(mirror, list({p.id: p for _, p in points}.values()), inputs)
             if self.media is not None:
                 await run_store(self.media.put_all, name, kept)
         for index, point in points:
             result.ids[index] = point.id
         result.errors.sort(key=lambda e: e.index)
         return result
+
+    async def _mirror_add(self, mirror: Mirror, points: list[Point], inputs: dict[str, Resolved]) -> None:
+        """The same items embedded by the re-embed's model, into the collection it builds (a failure here is
+        repaired by the re-embed's final check, which embeds whatever the new collection lacks)."""
+        async with self.models.lease(mirror.model) as embedding:
+            vectors = await embed_each(embedding, [inputs[p.id] for p in points])
+        ok = [Point(p.id, v, p.payload) for p, v in zip(points, vectors) if not isinstance(v, OmnivecError)]
+        if ok:
+            await run_store(self.store.upsert, mirror.target, ok)
 
     async def get_item(self, name: str, item_id: str, with_vector: bool = False) -> Point:
         points = await run_store(self.store.retrieve, name, [item_id], with_vectors=with_vector)
@@ -210,6 +280,12 @@ class CollectionService:
         """Delete by ids, by filter, or both (ids that match the filter); returns how many went."""
         if ids is None and not filter:
             raise OmnivecError(ErrorCode.INVALID_REQUEST, 'give "ids": [...] and/or a non-empty "filter"; to drop everything, delete the collection')
+        async with self.gate(name).write():
+            if (mirror := self.mirrors.get(name)) is not None:
+                await run_store(self.store.delete_points, mirror.target, ids, filter or None)
+            return await self._delete_items(name, ids, filter)
+
+    async def _delete_items(self, name: str, ids: list[str] | None, filter: Mapping[str, Any] | None) -> int:
         if self.media is None:
             return await run_store(self.store.delete_points, name, ids, filter or None)
         # Media is keyed by item id: find the ids a filter deletes first, then forget the media of those gone.
@@ -228,7 +304,7 @@ class CollectionService:
             if cursor is None:
                 return ids
 
-    def _start_media(self, info: CollectionInfo, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
+    def _start_media(self, info: CollectionMeta, inputs: list[tuple[RawInput, Resolved]]) -> "asyncio.Future[list[KeptMedia | None]] | None":
         """Start making the items' previews on a worker thread; None when nothing is kept (this server keeps no
         media, or the collection was created with keep_media=false: its items then get None, which also removes
         what an earlier version of a replaced item kept)."""

@@ -40,9 +40,9 @@ async def index_demo(collections: CollectionService, items_file: Path, name: str
         if exc.code != ErrorCode.COLLECTION_NOT_FOUND:
             raise
         info = None
-    if info is not None and info.space_id != collections.space_id:
+    if info is not None and info.space_id != collections.models.default.space_id:
         # The demo belongs to the default model: after a rebuild its old vectors are meaningless.
-        log.warning("demo collection %r holds vectors of %s, not %s: rebuilding it", name, info.space_id, collections.space_id)
+        log.warning("demo collection %r holds vectors of %s, not %s: rebuilding it", name, info.space_id, collections.models.default.space_id)
         await collections.delete(name)
         info = None
     if info is None:

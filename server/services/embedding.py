@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -43,8 +43,10 @@ class AudioEmbeddings:
     durations: list[float] = field(default_factory=list)
 
 
-def load_encoders(bundle: ModelBundle, settings: Settings) -> dict[str, Encoder]:
-    """One encoder per tower on the configured backend: onnxruntime here, or a Triton server."""
+def load_encoders(bundle: ModelBundle, settings: Settings, on_tower: Callable[[str], None] | None = None) -> dict[str, Encoder]:
+    """One encoder per tower on the configured backend: onnxruntime here, or a Triton server.
+
+    `on_tower(modality)` is called before each tower is opened (progress of a background load)."""
     model = settings.model
     if model.backend == "triton":
         from ..inference.triton import TritonEncoder
@@ -58,6 +60,8 @@ def load_encoders(bundle: ModelBundle, settings: Settings) -> dict[str, Encoder]
         }
     encoders: dict[str, Encoder] = {}
     for modality in bundle.modalities:  # each variant is probed on this host before it serves (inference/probe.py)
+        if on_tower is not None:
+            on_tower(modality)
         encoder, precision, probe = open_checked(
             bundle,
             modality,
@@ -82,13 +86,14 @@ class EmbeddingService:
         settings: Settings,
         encoders: dict[str, Encoder] | None = None,
         metrics: Metrics | None = None,
+        on_tower: Callable[[str], None] | None = None,
     ) -> None:
         self.bundle = bundle
         self.settings = settings
         self.manifest = bundle.manifest
         self._preprocess_pool = ThreadPoolExecutor(settings.server.preprocess_threads, thread_name_prefix="omnivec-pre")
         self._inference_pool = ThreadPoolExecutor(settings.server.inference_threads, thread_name_prefix="omnivec-infer")
-        self.encoders: dict[str, Encoder] = encoders if encoders is not None else load_encoders(bundle, settings)
+        self.encoders: dict[str, Encoder] = encoders if encoders is not None else load_encoders(bundle, settings, on_tower)
         self.metrics = metrics
         self.runners: dict[str, TowerRunner] = {m: self._runner(e) for m, e in self.encoders.items()}
         self.precisions = {m: self._precision_of(m) for m in self.encoders}

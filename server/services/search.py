@@ -1,14 +1,15 @@
 """Cross-modal search: any query (text, image, audio, URL, stored item, raw vector) against a collection.
 
 All modalities share one space, so text->audio, audio->image and audio->audio work like text->image.
-Text, image, audio and URL queries are embedded by this server's model, so they need the collection to
-be in the model's space (409 otherwise). Item-id and raw-vector queries involve no model and work
+Text, image, audio and URL queries are embedded by the loaded model of the collection's space (409,
+naming the model to load, when none is). Item-id and raw-vector queries involve no model and work
 on any collection of the right dimension. An item-id query leaves the item itself out of the
 results ("more like this": the caller already has it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -17,9 +18,9 @@ import numpy as np
 from ..errors import ErrorCode, OmnivecError
 from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
 from ..index.store import IndexStore
-from .collections import MODALITY_KEY, check_space, run_store, split_payload
-from .embedding import EmbeddingService
+from .collections import MODALITY_KEY, model_for, run_store, split_payload
 from .inputs import InputResolver, RawInput, embed_all
+from .models import ModelRegistry
 
 QueryKind = Literal["text", "image", "audio", "url", "id", "vector"]
 
@@ -63,32 +64,35 @@ def combined_filter(user: Mapping[str, Any] | None, modality: str | None, exclud
 class SearchService:
     """One search: check the collection (cached metadata), get the query vector, ask the index; each part once."""
 
-    def __init__(self, store: IndexStore, embedding: EmbeddingService, resolver: InputResolver) -> None:
+    def __init__(self, store: IndexStore, models: ModelRegistry, resolver: InputResolver) -> None:
         self.store = store
-        self.embedding = embedding
+        self.models = models
         self.resolver = resolver
 
-    async def query_vector(self, name: str, query: SearchQuery) -> Sequence[float] | np.ndarray:
-        """The vector to search with: embedded, looked up by id, or given."""
+    async def query_vector(self, name: str, query: SearchQuery, shown_as: str | None = None) -> Sequence[float] | np.ndarray:
+        """The vector to search with: embedded, looked up by id, or given (`shown_as`: the name messages use)."""
         if query.kind == "vector":
             return query.value
         if query.kind == "id":
             points = await run_store(self.store.retrieve, name, [query.value], with_vectors=True)
             if not points:
-                raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {name!r} has no item {query.value!r}")
+                raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {shown_as or name!r} has no item {query.value!r}")
             return points[0].vector
-        check_space(await run_store(self.store.describe, name), self.embedding.manifest, "search")
+        meta = await run_store(self.store.describe, name)
+        model = model_for(self.models, dataclasses.replace(meta, name=shown_as or meta.name), "search")
         label = query.label or f"query.{query.kind}"
         resolved = await self.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
-        return (await embed_all(self.embedding, resolved))[0]
+        async with self.models.lease(model) as embedding:
+            return (await embed_all(embedding, resolved))[0]
 
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
-        vector = await self.query_vector(name, query)
+        physical = await run_store(self.store.resolve, name)  # one collection from start to end, even if a re-embed swaps the name meanwhile
+        vector = await self.query_vector(physical, query, shown_as=name)
         try:
             hits = await run_store(
                 self.store.search,
-                name,
+                physical,
                 vector,
                 top_k=options.top_k,
                 offset=options.offset,

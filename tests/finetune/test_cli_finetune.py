@@ -67,3 +67,30 @@ def test_two_processes_with_torchrun(corpus, tmp_path):
     assert summary["steps"] == 2 * (18 // 8), "each step takes one global batch split over both ranks"
     report = json.loads((out / "report.json").read_text())
     assert [h["epoch"] for h in report["history"]] == [0, 1, 2]
+
+
+def test_finetune_publishes_its_bundle_and_reembeds_a_collection(corpus, tiny_bundle, tmp_path):
+    """--publish loads the exported bundle into a running server and --publish-reembed moves a collection into its space."""
+    import httpx
+
+    from omnivec.server_process import ServerProcess
+
+    with ServerProcess(tiny_bundle, log=tmp_path / "server.log", env={"OMNIVEC_DATA_DIR": str(tmp_path / "data")}) as server:
+        url = server.url
+        assert httpx.post(f"{url}/v1/collections", json={"name": "shapes"}, timeout=30).status_code == 201
+        items = [{"id": f"s{i}", "text": f"a {c} {s}"} for i, (c, s) in enumerate((c, s) for c in ("red", "blue") for s in ("circle", "square", "star"))]
+        assert httpx.post(f"{url}/v1/collections/shapes/items", json={"items": items}, timeout=60).json()["indexed"] == 6
+        out = tmp_path / "run"
+        proc = subprocess.run(
+            [sys.executable, "-m", "omnivec", "finetune", "--train-data", str(corpus), "--epochs", "1", "--max-steps", "1", "--batch-size", "8",
+             "--threads", "1", "--out", str(out), "--publish", url, "--publish-name", "tiny-ft", "--publish-reembed", "shapes"],
+            capture_output=True, text=True, timeout=600, env=_env(),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        published = json.loads(proc.stdout.strip().splitlines()[-1])["published"]
+        assert published["model"] == "tiny-ft" and published["reembedded"] == {"shapes": {"total": 6, "errors": 0, "previous": "shapes.r0"}}
+        assert "re-embedding shapes: 6/6" in proc.stderr, "progress is shown"
+        models = {m["name"]: m for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
+        assert set(models) == {"omnivec-tiny", "tiny-ft"} and models["tiny-ft"]["bundle"] == str((out / "bundle").resolve())
+        shapes = httpx.get(f"{url}/v1/collections/shapes", timeout=10).json()
+        assert shapes["space_id"] == models["tiny-ft"]["space_id"] == published["space_id"] and shapes["count"] == 6

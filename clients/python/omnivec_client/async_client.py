@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -93,11 +93,32 @@ class AsyncClient:
     async def models(self) -> list[dict[str, Any]]:
         return await self._run(ops.models())
 
+    async def load_model(
+        self, bundle: str, name: str | None = None, *, wait: bool = True, timeout_s: float = 600.0, interval_s: float = 0.5,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Load a bundle (a directory on the server) next to the served models; with `wait`, return once it serves
+        (`on_progress` gets each status: state, progress). Needs an admin key when the server has API keys."""
+        return await self._run(ops.load_model(bundle, name, wait=wait, timeout_s=timeout_s, interval_s=interval_s, on_progress=on_progress))
+
+    async def unload_model(self, name: str) -> dict[str, Any]:
+        """Unload a model once the requests using it finished (409 for the default model or one a re-embed uses)."""
+        return await self._run(ops.unload_model(name))
+
+    async def reembed(
+        self, collection: str, model: str, *, wait: bool = True, timeout_s: float = 3600.0, interval_s: float = 1.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Move a collection into `model`'s space (rebuilt from its kept media, then swapped in under its name); with
+        `wait`, return the final status ({state, done, total, errors, ...}); `on_progress` gets each status."""
+        return await self._run(ops.reembed(collection, model, wait=wait, timeout_s=timeout_s, interval_s=interval_s, on_progress=on_progress))
+
     async def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False,
+        model: str | None = None,
     ) -> Embeddings:
         s = self.settings
-        return await self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return await self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model))
 
     async def classify(
         self,
@@ -110,12 +131,13 @@ class AsyncClient:
         templates: Sequence[str] | None = None,
         top_k: int = 5,
         multi_label: bool = False,
+        model: str | None = None,
     ) -> list[Classification]:
         s = self.settings
         return await self._run(
             ops.classify(
                 texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
-                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model,
             )
         )
 

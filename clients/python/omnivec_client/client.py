@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -102,10 +102,31 @@ class Client:
         """The served model: name, space id, dim, modalities, scoring, towers, parity report."""
         return self._run(ops.models())
 
+    def load_model(
+        self, bundle: str, name: str | None = None, *, wait: bool = True, timeout_s: float = 600.0, interval_s: float = 0.5,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Load a bundle (a directory on the server) next to the served models; with `wait`, return once it serves
+        (`on_progress` gets each status: state, progress). Needs an admin key when the server has API keys."""
+        return self._run(ops.load_model(bundle, name, wait=wait, timeout_s=timeout_s, interval_s=interval_s, on_progress=on_progress))
+
+    def unload_model(self, name: str) -> dict[str, Any]:
+        """Unload a model once the requests using it finished (409 for the default model or one a re-embed uses)."""
+        return self._run(ops.unload_model(name))
+
+    def reembed(
+        self, collection: str, model: str, *, wait: bool = True, timeout_s: float = 3600.0, interval_s: float = 1.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Move a collection into `model`'s space (rebuilt from its kept media, then swapped in under its name); with
+        `wait`, return the final status ({state, done, total, errors, ...}); `on_progress` gets each status."""
+        return self._run(ops.reembed(collection, model, wait=wait, timeout_s=timeout_s, interval_s=interval_s, on_progress=on_progress))
+
     # -- embeddings and classification ------------------------------------------------------
 
     def embed(
-        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False
+        self, texts: Iterable[str] = (), images: Iterable[MediaSource] = (), audios: Iterable[MediaSource] = (), *, truncate: bool = True, audio_windows: bool = False,
+        model: str | None = None,
     ) -> Embeddings:
         """Unit vectors for texts, image files and audio files (paths or bytes), in that order.
 
@@ -114,7 +135,7 @@ class Client:
         input's vector pools its windows; audio_windows=True also returns each window (`windows`).
         """
         s = self.settings
-        return self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes))
+        return self._run(ops.embed(texts, images, audios, truncate=truncate, audio_windows=audio_windows, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model))
 
     def classify(
         self,
@@ -127,13 +148,14 @@ class Client:
         templates: Sequence[str] | None = None,
         top_k: int = 5,
         multi_label: bool = False,
+        model: str | None = None,
     ) -> list[Classification]:
         """Zero-shot labels for each input (texts, then images, then audios), best first."""
         s = self.settings
         return self._run(
             ops.classify(
                 texts, images, audios, labels=labels, labelset=labelset, templates=templates, top_k=top_k,
-                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes,
+                multi_label=multi_label, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, model=model,
             )
         )
 

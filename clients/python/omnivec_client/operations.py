@@ -135,6 +135,52 @@ def models() -> Operation[list[dict[str, Any]]]:
     return (yield Call("GET", "/v1/models"))["data"]
 
 
+def _until(poll: Callable[[], Call], finished: Callable[[dict[str, Any]], bool], what: str, timeout_s: float, interval_s: float,
+           on_progress: Callable[[dict[str, Any]], None] | None) -> Operation[dict[str, Any]]:  # fmt: skip
+    """Poll a status until `finished`, reporting each answer; OmnivecError(code="timeout") after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = yield poll()
+        if on_progress is not None:
+            on_progress(status)
+        if finished(status):
+            return status
+        if time.monotonic() + interval_s > deadline:
+            raise OmnivecError(f"{what} did not finish within {timeout_s:g} s (last status: {status}); wait longer or check the server log", code="timeout", status=0)
+        yield Sleep(interval_s)
+
+
+def load_model(bundle: str, name: str | None, *, wait: bool, timeout_s: float, interval_s: float,
+               on_progress: Callable[[dict[str, Any]], None] | None = None) -> Operation[dict[str, Any]]:  # fmt: skip
+    """POST /v1/models, then (wait) poll the model until ready; a failed load raises with the server's reason."""
+    body = {"bundle": str(bundle), **({"name": name} if name else {})}
+    info = yield Call("POST", "/v1/models", json=body, resend=False)
+    if not wait:
+        return info
+    path = f"/v1/models/{_name(info['name'])}"
+    info = yield from _until(lambda: Call("GET", path), lambda s: s["state"] != "loading", f"loading {info['name']!r}", timeout_s, interval_s, on_progress)
+    if info["state"] != "ready":
+        raise OmnivecError(f"loading {info['name']!r} failed: {info.get('error')}", code="model_load_failed", status=0)
+    return info
+
+
+def unload_model(name: str) -> Operation[dict[str, Any]]:
+    return (yield Call("DELETE", f"/v1/models/{_name(name)}", resend=False))
+
+
+def reembed(collection: str, model: str, *, wait: bool, timeout_s: float, interval_s: float,
+            on_progress: Callable[[dict[str, Any]], None] | None = None) -> Operation[dict[str, Any]]:  # fmt: skip
+    """POST .../reembed, then (wait) poll its progress until done or failed (a failed job raises)."""
+    path = f"/v1/collections/{_name(collection)}/reembed"
+    status = yield Call("POST", path, json={"model": model}, resend=False)
+    if not wait:
+        return status
+    status = yield from _until(lambda: Call("GET", path), lambda s: s["state"] != "running", f"re-embedding {collection!r}", timeout_s, interval_s, on_progress)
+    if status["state"] == "failed":
+        raise OmnivecError(f"re-embedding {collection!r} failed: {status.get('message')}", code="reembed_failed", status=0)
+    return status
+
+
 # -- embeddings and classification -------------------------------------------------------------
 
 
@@ -147,6 +193,7 @@ def embed(
     audio_windows: bool,
     batch_size: int,
     max_request_bytes: int,
+    model: str | None = None,
 ) -> Operation[Embeddings]:
     inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
@@ -155,7 +202,8 @@ def embed(
     sizing = Sizing(batch_size, max_request_bytes)
 
     def call(part: list[dict[str, str]]) -> Call:
-        return Call("POST", "/v1/embed", json={"inputs": part, "encoding": "base64", "truncate": truncate, "audio_windows": audio_windows})
+        body = {"inputs": part, "encoding": "base64", "truncate": truncate, "audio_windows": audio_windows}
+        return Call("POST", "/v1/embed", json={**body, "model": model} if model else body)  # sent only when set: older servers refuse it
 
     for group in chunks(inputs, sizing, _size):
         parts = yield from sent_in_parts(group, call, sizing, _size)
@@ -175,13 +223,14 @@ def classify(
     multi_label: bool,
     batch_size: int,
     max_request_bytes: int,
+    model: str | None = None,
 ) -> Operation[list[Classification]]:
     if (labels is None) == (labelset is None):
         raise ValueError("give labels=[...] or labelset='name'")
     inputs = yield Work(_media_inputs, (texts, images, audios))
     if not inputs:
         raise ValueError("nothing to classify: give texts, images and/or audios")
-    options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label}
+    options: dict[str, Any] = {"top_k": top_k, "multi_label": multi_label, **({"model": model} if model else {})}
     if labels is not None:
         options["labels"] = list(labels)
     else:
