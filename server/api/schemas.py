@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from ..index.filters import PAYLOAD_PATH_PATTERN
 from ..index.store import _NAME_RE
+from .schemas_vectors import CollectionVectorsOut
 
 INPUT_MODALITIES = ("text", "image", "audio")
 NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; label set names follow it too
@@ -274,6 +275,8 @@ class CollectionOut(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     matches_model: bool = Field(description="whether the loaded model embeds into this collection's space (else adding and text/image/audio search are refused)")
     indexing: "IndexingOut | None" = Field(None, description="background ANN index builds of this collection (this server process)")
+    vectors: CollectionVectorsOut | None = Field(None, description="how the collection keeps and searches its vectors")
+    warnings: list[str] = Field(default_factory=list, description="e.g. a `dimensions` the model was not trained for (no nested_dims covering it)")
 
 
 class IndexingOut(BaseModel):

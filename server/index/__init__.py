@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CollectionExists, CollectionNotFound, DimensionMismatch, IndexStoreError, InvalidFilter, InvalidRequest
 from .store import CollectionInfo, Hit, IndexStore, Point
+from .vector_options import VectorOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRequest",
     "Point",
     "QdrantIndexStore",
+    "VectorOptions",
     "open_store",
 ]
 

@@ -22,6 +22,8 @@ from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
 from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
+from ..index.vector_options import VectorOptions
+from .dimensions import MODEL_DIM_KEY, check_dimensions, fit_to_collection, nested_warning
 from .embedding import EmbeddingService
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .media_keeper import KeptMedia, MediaKeeper
 
 MODALITY_KEY = "modality"
+DIMENSIONS_WARNING_KEY = "dimensions_warning"  # collection metadata: why its prefix length may lose quality
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
 T = TypeVar("T")
 
@@ -125,16 +128,34 @@ class CollectionService:
     # -- collections ----------------------------------------------------------------------------
 
     async def create(
-        self, name: str, description: str = "", extra: dict | None = None, payload_indexes: dict[str, str] | None = None, keep_media: bool = True
+        self,
+        name: str,
+        description: str = "",
+        extra: dict | None = None,
+        payload_indexes: dict[str, str] | None = None,
+        keep_media: bool = True,
+        vectors: VectorOptions | None = None,
+        dimensions: int | None = None,
     ) -> CollectionInfo:
-        """A collection in this model's space and dim; `modality` is always given a keyword index."""
+        """A collection in this model's space; `modality` is always given a keyword index. `dimensions` stores
+        (and searches) a renormalised prefix of the model's vectors; `vectors` says how they are kept."""
         manifest = self.embedding.manifest
-        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, manifest.model_name, meta)
+        dim = check_dimensions(dimensions, manifest)
+        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media, MODEL_DIM_KEY: manifest.embed_dim}
+        warning = nested_warning(dim, manifest)
+        if warning:
+            meta[DIMENSIONS_WARNING_KEY] = warning  # kept: the collection may outlive this model on this server
+        info = await run_store(self.store.create_collection, name, dim, manifest.space_id, manifest.model_name, meta, vectors)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, name, key, schema)
         return info
+
+    @staticmethod
+    def warnings(info: CollectionInfo | CollectionMeta) -> list[str]:
+        """What a client should know about how the collection keeps its vectors (a prefix its model was not trained for)."""
+        warning = (info.extra or {}).get(DIMENSIONS_WARNING_KEY)
+        return [str(warning)] if warning else []
 
     async def list(self) -> list[CollectionInfo]:
         return await run_store(self.store.list_collections)
@@ -179,7 +200,7 @@ class CollectionService:
                 result.errors.append(ItemError.of(spec.index, vector))
                 continue
             point_id = spec.id or content_id(res.modality, res.value)
-            points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
+            points.append((spec.index, Point(point_id, fit_to_collection(vector, info), {**spec.payload, MODALITY_KEY: res.modality})))
             kept.append((point_id, media))
         if points:
             await run_store(self.store.upsert, name, [p for _, p in points])

@@ -18,6 +18,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
 from ..index.store import IndexStore
 from .collections import MODALITY_KEY, check_space, run_store, split_payload
+from .dimensions import fit_to_collection
 from .embedding import EmbeddingService
 from .inputs import InputResolver, RawInput, embed_all
 
@@ -85,6 +86,8 @@ class SearchService:
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
         vector = await self.query_vector(name, query)
+        if query.kind != "id":  # a stored item's vector already has the collection's length
+            vector = fit_to_collection(vector, await run_store(self.store.describe, name))
         try:
             hits = await run_store(
                 self.store.search,
