@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,11 +13,13 @@ from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
 from ..media import decode_media_string
+from ..services.dimensions import check_dimensions, nested_warning, prefix
 from ..services.embedding import EmbeddingService
 from ..settings import LimitsSettings
 from .admission import admitted
 from .bodies import read_form, read_upload, upload_label, validated
 from .disconnect import cancel_on_disconnect
+from .encodings import ENCODINGS, encode_vector
 from .json_limits import BoundedJsonRoute, loads_bounded
 from .responses import MODEL_INPUTS, STARTING, VALIDATED, route_errors
 from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
@@ -47,6 +48,7 @@ class ParsedEmbed:
     encoding: str = "float"
     truncate: bool = True
     audio_windows: bool = False
+    dimensions: int | None = None
 
 
 def _unknown_field_error(name: str) -> OmnivecError:
@@ -54,7 +56,7 @@ def _unknown_field_error(name: str) -> OmnivecError:
     return OmnivecError(
         ErrorCode.UNKNOWN_FIELD,
         f"unknown field {name!r}: {hint}/v1/embed takes texts (strings), images and audios (base64 or data: URIs), "
-        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate and audio_windows",
+        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, dimensions, truncate and audio_windows",
     )
 
 
@@ -79,7 +81,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
                     err.message = f"inputs[{i}]: {err.message}"
                     raise err
     req = validated(EmbedRequest, raw)
-    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows)
+    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows, dimensions=req.dimensions)
     if req.inputs:
         if any(getattr(req, name) for name in LIST_FIELDS):
             raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images`/`audios` in one request, not both")
@@ -101,14 +103,18 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
     parsed = ParsedEmbed()
     groups: dict[str, list[ParsedInput]] = {modality: [] for modality in LIST_FIELDS.values()}
     for name, value in form.multi_items():
-        if name in ("encoding", "truncate", "audio_windows"):
+        if name in ("encoding", "truncate", "audio_windows", "dimensions"):
             if not isinstance(value, str):
                 raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must be a plain value")
             flag = value.strip().lower()
             if name == "encoding":
-                if value not in ("float", "base64"):
-                    raise OmnivecError(ErrorCode.INVALID_REQUEST, "encoding must be 'float' or 'base64'")
+                if value not in ENCODINGS:
+                    raise OmnivecError(ErrorCode.INVALID_REQUEST, f"encoding must be one of {', '.join(ENCODINGS)}")
                 parsed.encoding = value
+            elif name == "dimensions":
+                if not flag.isdigit():
+                    raise OmnivecError(ErrorCode.INVALID_REQUEST, f"dimensions must be a positive integer, got {value!r}")
+                parsed.dimensions = int(flag)
             elif name == "truncate":
                 parsed.truncate = flag not in ("false", "0", "no")
             else:
@@ -157,12 +163,6 @@ async def parse_embed_request(request: Request, limits: LimitsSettings, require:
     )
 
 
-def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return [float(x) for x in vector]
-
-
 @router.post(
     "/v1/embed",
     response_model=EmbedResponse,
@@ -186,7 +186,8 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
                                 "items": {"type": "string", "format": "binary"},
                                 "description": "audio/* or application/octet-stream (WAV, FLAC, OGG/Vorbis, Opus, MP3)",
                             },
-                            "encoding": {"type": "string", "enum": ["float", "base64"]},
+                            "encoding": {"type": "string", "enum": list(ENCODINGS)},
+                            "dimensions": {"type": "integer", "minimum": 1, "description": "keep the first n components, renormalised"},
                             "truncate": {"type": "boolean"},
                             "audio_windows": {"type": "boolean", "description": "also return per-window embeddings and spans"},
                         },
@@ -200,6 +201,7 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
 async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedResponse:
     service: EmbeddingService = request.app.state.service
     parsed = await parse_embed_request(request, request.app.state.settings.limits, service.require)
+    dim = check_dimensions(parsed.dimensions, service.manifest)
     groups = {m: [item for item in parsed.items if item.modality == m] for m in LIST_FIELDS.values()}
     texts, images, audios = groups["text"], groups["image"], groups["audio"]
     text_result, image_vectors, audio_result = await cancel_on_disconnect(
@@ -212,7 +214,11 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
     )
     rows = {m: iter(range(len(group))) for m, group in groups.items()}
     data: list[EmbeddingItem] = []
-    warnings: list[str] = []
+    warnings: list[str] = [w for w in [nested_warning(dim, service.manifest)] if w]
+
+    def encoded(vector: np.ndarray) -> list[float] | list[int] | str:
+        return encode_vector(prefix(vector, dim) if dim < service.manifest.embed_dim else vector, parsed.encoding)
+
     for position, item in enumerate(parsed.items):
         row = next(rows[item.modality])
         extra: dict = {}
@@ -229,7 +235,7 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
             extra["duration_s"] = audio_result.durations[row]
             if parsed.audio_windows:
                 extra["windows"] = [
-                    AudioWindowOut(start_s=start, end_s=end, embedding=encode_vector(window, parsed.encoding))
+                    AudioWindowOut(start_s=start, end_s=end, embedding=encoded(window))
                     for (start, end), window in zip(audio_result.spans[row], audio_result.windows[row])
                 ]
         data.append(
@@ -237,7 +243,7 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
                 index=position,
                 input_index=item.input_index,
                 modality=item.modality,  # type: ignore[arg-type]
-                embedding=encode_vector(vector, parsed.encoding),
+                embedding=encoded(vector),
                 **extra,
             )
         )
@@ -245,7 +251,7 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
     return EmbedResponse(
         model=manifest.model_name,
         space_id=manifest.space_id,
-        dim=manifest.embed_dim,
+        dim=dim,
         encoding=parsed.encoding,  # type: ignore[arg-type]
         data=data,
         usage=Usage(

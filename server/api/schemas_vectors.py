@@ -8,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..index.vector_options import DEFAULT_OVERSAMPLING, HNSW_EF_RANGE, HNSW_M_RANGE, OVERSAMPLING_RANGE
 
+Encoding = Literal["float", "base64", "int8", "uint8", "binary", "ubinary"]
+ENCODING_DOC = (
+    "float: numbers; base64: little-endian float32 bytes, base64-encoded; int8: round(127 x) (cosine ~ dot / 127^2); uint8: int8 + 128; "
+    "ubinary: sign bits packed 8 per byte, first component in the highest bit (compare by Hamming distance); binary: those bytes - 128. "
+    "See the README's 'Compact encodings'"
+)
+
 
 class HnswIn(BaseModel):
     """The HNSW graph's shape; omitted fields keep the engine's defaults (Edge: m 16, ef_construct 100)."""
