@@ -110,6 +110,12 @@ class IndexSettings(BaseModel):
     optimize_after_points: int = Field(
         20_000, ge=0, description="Build a collection's ANN index in the background once this many points were added since the last build (0: only on POST .../optimize)."
     )
+    shards: int | None = Field(
+        None, ge=1, description="Qdrant cluster: shards of each new collection (shard_number; null: the server's default, 1). Spread a collection over nodes."
+    )
+    replication_factor: int | None = Field(
+        None, ge=1, description="Qdrant cluster: copies of each shard of a new collection (null: the server's default, 1). 2 survives losing a node."
+    )
 
 
 class FetchSettings(BaseModel):

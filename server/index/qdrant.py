@@ -90,8 +90,19 @@ class QdrantIndexStore(EngineStore):
     filter_builder = QdrantFilters()
     meta_ttl_s: float | None = 5.0
 
-    def __init__(self, client: QdrantClient, *, close_client: bool = True, timeout: int | None = None, local: bool | None = None):
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        close_client: bool = True,
+        timeout: int | None = None,
+        local: bool | None = None,
+        shards: int | None = None,
+        replication_factor: int | None = None,
+    ):
+        """shards / replication_factor: set on every new collection of a Qdrant cluster (None: the server's default)."""
         super().__init__()
+        self._placement = {k: v for k, v in (("shard_number", shards), ("replication_factor", replication_factor)) if v is not None}
         self._client = client
         self._close_client = close_client
         self._timeout = timeout
@@ -101,13 +112,15 @@ class QdrantIndexStore(EngineStore):
         self._media: QdrantMediaStore | None = None
 
     @classmethod
-    def from_settings(cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0) -> "QdrantIndexStore":
+    def from_settings(
+        cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0, *, shards: int | None = None, replication_factor: int | None = None
+    ) -> "QdrantIndexStore":
         """Build from settings: `url` is a server URL (http://host:6333), or ":memory:" for tests."""
         t = None if timeout is None else int(max(1, round(timeout)))
         if url == ":memory:":
             return cls(QdrantClient(":memory:"), close_client=True, timeout=t, local=True)
         client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=t)
-        return cls(client, close_client=True, timeout=t, local=False)
+        return cls(client, close_client=True, timeout=t, local=False, shards=shards, replication_factor=replication_factor)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -180,7 +193,10 @@ class QdrantIndexStore(EngineStore):
             if self._call("collection_exists", meta.name):
                 raise CollectionExists(meta.name)
             try:
-                self._call("create_collection", meta.name, **qdrant_collection_config(meta.dim, meta.vectors), metadata={META_KEY: stored}, timeout=self._timeout)
+                self._call(
+                    "create_collection", meta.name, **qdrant_collection_config(meta.dim, meta.vectors), **self._placement,
+                    metadata={META_KEY: stored}, timeout=self._timeout,
+                )
             except Exception as exc:  # another process won the race
                 if "already exists" in str(exc).lower() or "409" in str(exc):
                     raise CollectionExists(meta.name) from exc

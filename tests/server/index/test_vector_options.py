@@ -124,9 +124,15 @@ def test_qdrant_server_gets_the_options_as_collection_config():
     assert params.quantization.rescore is True and params.quantization.oversampling == 2.5
     assert qdrant_search_params(VectorOptions()) is None
     # As a remote store would send them (local=False skips the local-mode refusal); the client accepts every call.
-    store = QdrantIndexStore(QdrantClient(":memory:"), local=False)
+    client = QdrantClient(":memory:")
+    sent: list[dict] = []
+    create = client.create_collection
+    client.create_collection = lambda *a, **kw: sent.append(kw) or create(*a, **kw)  # record what a server would get
+    store = QdrantIndexStore(client, local=False, shards=3, replication_factor=2)
     try:
         store.create_collection("c", DIM, "space-a", "m-1", vectors=VectorOptions("binary", on_disk=True, hnsw_m=8))
+        assert sent[0]["shard_number"] == 3 and sent[0]["replication_factor"] == 2 and sent[0]["hnsw_config"].m == 8
+        assert isinstance(sent[0]["quantization_config"], m.BinaryQuantization) and sent[0]["vectors_config"].on_disk is True
         fill(store, "c", clustered(20, DIM))
         with pytest.warns(UserWarning, match="search_params"):  # local mode says it ignores them: they were passed
             assert store.search("c", clustered(20, DIM)[3], top_k=1)[0].id == "p3"
