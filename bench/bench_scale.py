@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="queries per setting (default 300; quick 100)")
     ap.add_argument("--clusters", type=int, default=200, help="mixture components (default 200)")
     ap.add_argument("--spread", type=float, default=0.5, help="per-dimension noise around a centre (default 0.5)")
+    ap.add_argument("--lengths", default="full,half", help="collection dimensions per model dim: full and/or half (default both)")
     ap.add_argument("--no-growth", action="store_true", help="skip the N/10 build that measures latency growth")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             centres = rng.normal(size=(args.clusters, model_dim)).astype(np.float32)
             data = clustered(n, centres, args.spread, rng)
             queries = clustered(n_queries, centres, args.spread, rng)  # held out: not in the collection
-            for dims in (model_dim, model_dim // 2):
+            lengths = [x.strip() for x in args.lengths.split(",")]
+            for dims in [d for d, key in ((model_dim, "full"), (model_dim // 2, "half")) if key in lengths]:
                 truth = exact_top10(prefix(data, dims), prefix(queries, dims))
                 for quant in quants:
                     tag = f"d{model_dim}_{dims}_{quant}"

@@ -151,3 +151,14 @@ def test_bad_vector_options_are_422_naming_the_field(client, extra, words):
     message = r.json()["error"]["message"]
     assert all(w in message for w in words), message
     assert client.get(f"/v1/collections/{name}").status_code == 404
+
+
+def test_sdk_sends_vector_options_and_reads_them_back(api):
+    from omnivec_client import Client
+
+    name = _name()
+    with Client(api.url) as sdk:
+        coll = sdk.create_collection(name, vectors={"dimensions": 16, "quantization": "none"})
+        assert (coll.dim, coll.vectors["dimensions"], coll.vectors["model_dim"]) == (16, 16, DIM) and len(coll.warnings) == 1
+        assert sdk.get_collection(name).vectors == coll.vectors
+        sdk.delete_collection(name)

@@ -199,8 +199,10 @@ def classify(
 # -- collections ------------------------------------------------------------------------------
 
 
-def create_collection(name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool, keep_media: bool = True) -> Operation[Collection]:
-    body: dict[str, Any] = {"name": name, "description": description}
+def create_collection(
+    name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool, keep_media: bool = True, vectors: dict[str, Any] | None = None
+) -> Operation[Collection]:
+    body: dict[str, Any] = {"name": name, "description": description, **(vectors or {})}
     if payload_indexes:
         body["payload_indexes"] = payload_indexes
     if not keep_media:  # sent only when off: servers from before kept media refuse unknown fields
