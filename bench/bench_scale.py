@@ -56,6 +56,14 @@ FILTER = {"must": [{"key": "g", "match": {"value": "g3"}}]}  # ~1/GROUPS of the 
 NAME = "scale"
 
 
+def parse_setting(spec: str) -> tuple[str, VectorOptions]:
+    """`int8`, `binary:8` (oversampling 8), `int8+disk` (on_disk) -> (row label, options)."""
+    name, disk = spec.split("+")[0], spec.endswith("+disk")
+    quant, _, over = name.partition(":")
+    opts = VectorOptions(quant, float(over) if over else None, on_disk=disk)  # type: ignore[arg-type]
+    return spec.replace(":", "_os").replace("+", "_"), opts
+
+
 def size_label(n: int) -> str:
     return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -175,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="20k items, 100 queries (a few minutes on 2 shared cores)")
     ap.add_argument("--n", type=int, default=None, help="items per collection (default 1000000; quick 20000)")
     ap.add_argument("--model-dims", default="384,512", help="comma list of model dims (default 384 = omnivec-mini, and 512)")
-    ap.add_argument("--quantizations", default="none,int8,binary", help="comma list from none, int8, binary")
+    ap.add_argument(
+        "--quantizations", default="none,int8,binary",
+        help="comma list of settings: none, int8, binary, optionally :OVERSAMPLING and +disk (on_disk), e.g. binary:8,int8+disk",
+    )
     ap.add_argument("--queries", type=int, default=None, help="queries per setting (default 300; quick 100)")
     ap.add_argument("--clusters", type=int, default=200, help="mixture components (default 200)")
     ap.add_argument("--spread", type=float, default=0.5, help="per-dimension noise around a centre (default 0.5)")
@@ -205,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             lengths = [x.strip() for x in args.lengths.split(",")]
             for dims in [d for d, key in ((model_dim, "full"), (model_dim // 2, "half")) if key in lengths]:
                 truth = exact_top10(prefix(data, dims), prefix(queries, dims))
-                for quant in quants:
+                for spec in quants:
+                    quant, opts = parse_setting(spec)
                     tag = f"d{model_dim}_{dims}_{quant}"
                     root = tmp / tag
                     row = {"model_dim": model_dim, "dims": dims, "quantization": quant}
-                    row.update(build(root, data, model_dim, dims, VectorOptions(quant), tag))
+                    row.update(build(root, data, model_dim, dims, opts, tag))
                     row.update(measure(model, root, queries, truth, baseline_rss, 16 * 20))
                     shutil.rmtree(root, ignore_errors=True)
                     rows.append(row)
@@ -218,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 quant = "int8" if "int8" in quants else quants[0]
                 small = n // 10
                 root = tmp / "growth"
-                build(root, data[:small], model_dim, model_dim, VectorOptions(quant), f"growth {small}")
+                build(root, data[:small], model_dim, model_dim, parse_setting(quant)[1], f"growth {small}")
                 m = measure(model, root, queries, exact_top10(data[:small], queries), baseline_rss, 16)
                 shutil.rmtree(root, ignore_errors=True)
                 big = next(r for r in rows if r["model_dim"] == model_dim and r["dims"] == model_dim and r["quantization"] == quant)
