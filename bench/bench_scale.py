@@ -12,8 +12,9 @@ For synthetic clustered vectors (a Gaussian mixture, like real embeddings) of ea
   p50 (a keyword filter of ~10 % selectivity on an indexed payload field),
 * recall@10 against exact numpy cosine search on the same stored (prefix) vectors.
 
-Latency growth with size: the first setting is also built at N/10 and searched the same way;
-`p50_ms_growth_<n/10>_to_<n>` is the ratio of the two p50s.
+Latency growth with size: the int8 setting of the first model dim is built at N/10 and at N in one
+data dir and one server, and the same queries alternate between the two collections, so both see
+the same machine load; `p50_ms_growth_<n/10>_to_<n>` is the ratio of the two p50s.
 
 Examples::
 
@@ -54,6 +55,7 @@ from omnivec.server_process import ServerProcess  # noqa: E402
 GROUPS = 10
 FILTER = {"must": [{"key": "g", "match": {"value": "g3"}}]}  # ~1/GROUPS of the items
 NAME = "scale"
+SMALL = "scale-small"  # the same setting at N/10, for the growth ratio
 
 
 def parse_setting(spec: str) -> tuple[str, VectorOptions]:
@@ -99,27 +101,27 @@ def exact_top10(data: np.ndarray, queries: np.ndarray, chunk: int = 200_000) -> 
     return [set(row.tolist()) for row in best_i]
 
 
-def build(root: Path, data: np.ndarray, model_dim: int, dims: int, opts: VectorOptions, progress: str) -> dict:
-    """A data dir holding one collection of `data` cut to `dims`: upsert + HNSW build, timed."""
+def build(root: Path, data: np.ndarray, model_dim: int, dims: int, opts: VectorOptions, progress: str, name: str = NAME) -> dict:
+    """A data dir holding a collection `name` of `data` cut to `dims`: upsert + HNSW build, timed."""
     store = EdgeIndexStore(root / "index", indexing_threads=0)
     try:
-        store.create_collection(NAME, dims, "bench", "synthetic", {"model_dim": model_dim}, opts)
-        store.create_payload_index(NAME, "g", "keyword")
+        store.create_collection(name, dims, "bench", "synthetic", {"model_dim": model_dim}, opts)
+        store.create_payload_index(name, "g", "keyword")
         vectors = prefix(data, dims) if dims < model_dim else data
         t = time.perf_counter()
         step = 2000
         for s in range(0, len(vectors), step):
             e = min(len(vectors), s + step)
-            store.upsert(NAME, [Point(str(i), vectors[i], {"g": f"g{i % GROUPS}"}) for i in range(s, e)])
+            store.upsert(name, [Point(str(i), vectors[i], {"g": f"g{i % GROUPS}"}) for i in range(s, e)])
             if s % (step * 50) == 0:
                 print(f"  {progress}: {e}/{len(vectors)} upserted", file=sys.stderr, flush=True)
         upsert_s = time.perf_counter() - t
         t = time.perf_counter()
-        store.optimize(NAME)
+        store.optimize(name)
         build_s = time.perf_counter() - t
     finally:
         store.close()
-    disk = sum(f.stat().st_size for f in (root / "index" / NAME).rglob("*") if f.is_file())
+    disk = sum(f.stat().st_size for f in (root / "index" / name).rglob("*") if f.is_file())
     return {"upsert_s": upsert_s, "hnsw_s": build_s, "build_s": upsert_s + build_s, "disk_gib": disk / 2**30}
 
 
@@ -133,6 +135,23 @@ def rss_gib(pid: int) -> float:
 def search_body(q: np.ndarray, flt: dict | None = None) -> dict:
     body = {"query": {"vector": [round(float(v), 6) for v in q]}, "top_k": 10, "with_payload": False}
     return {**body, "filter": flt} if flt else body
+
+
+def side_by_side(model: Path, root: Path, queries: np.ndarray, rounds: int = 3) -> tuple[float, float]:
+    """p50 ms of the same queries against SMALL and the full collection, alternated in one server
+    (so both see the same machine load): the latency growth with size, measured as a ratio."""
+    small, big = [], []
+    with ServerProcess(model, env={"OMNIVEC_DATA_DIR": str(root), "OMNIVEC_INDEX__OPTIMIZE_AFTER_POINTS": "0"}, log=root / "growth.log") as srv:
+        with httpx.Client(base_url=srv.url, timeout=60) as client:
+            for name in (SMALL, NAME):
+                client.post(f"/v1/collections/{name}/search", json=search_body(queries[0])).raise_for_status()  # warm
+            for _ in range(rounds):
+                for q in queries:
+                    for name, out in ((SMALL, small), (NAME, big)):
+                        t = time.perf_counter()
+                        client.post(f"/v1/collections/{name}/search", json=search_body(q)).raise_for_status()
+                        out.append((time.perf_counter() - t) * 1000)
+    return percentile(small, 50), percentile(big, 50)
 
 
 def serial(client: httpx.Client, queries: np.ndarray, flt: dict | None = None) -> tuple[list[float], list[set[int]]]:
@@ -230,12 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                 quant = "int8" if "int8" in quants else quants[0]
                 small = n // 10
                 root = tmp / "growth"
-                build(root, data[:small], model_dim, model_dim, parse_setting(quant)[1], f"growth {small}")
-                m = measure(model, root, queries, exact_top10(data[:small], queries), baseline_rss, 16)
+                build(root, data[:small], model_dim, model_dim, parse_setting(quant)[1], f"growth {small}", name=SMALL)
+                build(root, data, model_dim, model_dim, parse_setting(quant)[1], f"growth {n}")
+                p50_small, p50_big = side_by_side(model, root, queries[: min(len(queries), 100)])
                 shutil.rmtree(root, ignore_errors=True)
-                big = next(r for r in rows if r["model_dim"] == model_dim and r["dims"] == model_dim and r["quantization"] == quant)
-                figures[f"p50_ms_{size_label(small)}_{quant}_http"] = m["p50_ms"]
-                figures[f"p50_ms_growth_{size_label(small)}_to_{label}"] = big["p50_ms"] / m["p50_ms"]
+                figures[f"p50_ms_{size_label(small)}_{quant}_http_side_by_side"] = p50_small
+                figures[f"p50_ms_{label}_{quant}_http_side_by_side"] = p50_big
+                figures[f"p50_ms_growth_{size_label(small)}_to_{label}"] = p50_big / p50_small
             del data
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
