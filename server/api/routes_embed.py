@@ -112,7 +112,7 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
                     raise OmnivecError(ErrorCode.INVALID_REQUEST, f"encoding must be one of {', '.join(ENCODINGS)}")
                 parsed.encoding = value
             elif name == "dimensions":
-                if not flag.isdigit():
+                if not (flag.isascii() and flag.isdigit()):
                     raise OmnivecError(ErrorCode.INVALID_REQUEST, f"dimensions must be a positive integer, got {value!r}")
                 parsed.dimensions = int(flag)
             elif name == "truncate":

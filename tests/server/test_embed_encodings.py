@@ -116,6 +116,9 @@ def test_dimensions_with_every_encoding(mini):
     form = mini.post("/v1/embed", files=[("texts", (None, TEXTS[0])), ("encoding", (None, "uint8")), ("dimensions", (None, "100"))])
     assert form.status_code == 200, form.text
     assert form.json()["data"][0]["embedding"] == _embed(mini, dimensions=100, encoding="uint8")["data"][0]["embedding"]
+    for bad in ("²", "-3", "1e2"):  # a unicode digit int() cannot read is a 422, not a 500
+        r = mini.post("/v1/embed", files=[("texts", (None, "a")), ("dimensions", (None, bad))])
+        assert_error(r, 422, "invalid_request", "dimensions")
 
 
 def test_openai_route_takes_the_compact_encodings(mini):
