@@ -139,6 +139,12 @@ class IndexSettings(BaseModel):
         20_000, ge=0, description="Build a collection's ANN index in the background once this many points were added since the last build (0: only on POST .../optimize)."
     )
     reembed_page: int = Field(64, ge=1, le=1000, description="Items a re-embed reads, embeds and writes per step; its progress is saved after each.")
+    shards: int | None = Field(
+        None, ge=1, description="Qdrant cluster: shards of each new collection (shard_number; null: the server's default, 1). Spread a collection over nodes."
+    )
+    replication_factor: int | None = Field(
+        None, ge=1, description="Qdrant cluster: copies of each shard of a new collection (null: the server's default, 1). 2 survives losing a node."
+    )
 
 
 class FetchSettings(BaseModel):

@@ -8,7 +8,9 @@ from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
 from ..index.store import CollectionInfo
+from ..index.vector_options import VectorOptions
 from ..services.collections import CollectionService, ItemError, ItemSpec, split_payload, user_payload
+from ..services.dimensions import MODEL_DIM_KEY
 from ..services.inputs import RawInput
 from ..services.search import combined_filter
 from ..settings import LimitsSettings
@@ -18,6 +20,7 @@ from .disconnect import cancel_on_disconnect
 from .json_limits import BoundedJsonRoute
 from .responses import COLLECTION, MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
 from .schemas_media import CreateCollectionIn
+from .schemas_vectors import CollectionVectorsOut, HnswIn, HnswOut
 from .schemas import (
     IndexingOut,
     OptimizeResponse,
@@ -64,9 +67,23 @@ def indexing_out(service: CollectionService, name: str) -> IndexingOut:
     )
 
 
+def vectors_out(info: CollectionInfo) -> CollectionVectorsOut:
+    opts = info.vectors
+    return CollectionVectorsOut(
+        dimensions=info.dim,
+        model_dim=int((info.extra or {}).get(MODEL_DIM_KEY) or info.dim),
+        quantization=opts.quantization,
+        oversampling=opts.effective_oversampling,
+        on_disk=opts.on_disk,
+        hnsw=HnswOut(m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct),
+    )
+
+
 def collection_out(info: CollectionInfo, service: CollectionService) -> CollectionOut:
     meta = info.extra or {}
     return CollectionOut(
+        vectors=vectors_out(info),
+        warnings=service.warnings(info),
         indexing=indexing_out(service, info.name),
         name=info.name,
         dim=info.dim,
@@ -85,11 +102,25 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
     status_code=201,
     response_model=CollectionOut,
     summary="Create a collection in a loaded model's space (the default model's unless `model` names another)",
+    description="Optional vector options: `quantization` (none | int8 | binary, searched with oversampling and rescored with the "
+    "original vectors), `on_disk`, `hnsw` {m, ef_construct} and `dimensions` (a renormalised prefix of the model's vectors; added items "
+    "and queries are cut to it). An engine that cannot honour an option answers 422 saying which.",
     responses=route_errors(VALIDATED, STARTING, (ErrorCode.COLLECTION_EXISTS, ErrorCode.INDEX_UNAVAILABLE, ErrorCode.MODEL_NOT_FOUND)),
 )
 async def create_collection(request: Request, body: CreateCollectionIn) -> CollectionOut:
     service = _service(request)
-    info = await service.create(body.name, body.description, body.extra, dict(body.payload_indexes), keep_media=body.keep_media, model=body.model)
+    hnsw = body.hnsw or HnswIn()
+    vectors = VectorOptions(body.quantization, body.oversampling, body.on_disk, hnsw.m, hnsw.ef_construct)
+    info = await service.create(
+        body.name,
+        body.description,
+        body.extra,
+        dict(body.payload_indexes),
+        keep_media=body.keep_media,
+        model=body.model,
+        vectors=vectors,
+        dimensions=body.dimensions,
+    )
     return collection_out(info, service)
 
 

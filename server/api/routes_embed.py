@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,12 +13,14 @@ from starlette.datastructures import UploadFile
 
 from ..errors import ErrorCode, OmnivecError
 from ..media import decode_media_string
+from ..services.dimensions import check_dimensions, nested_warning, prefix
 from ..services.embedding import EmbeddingService
 from ..services.models import ModelRegistry
 from ..settings import LimitsSettings
 from .admission import admitted
 from .bodies import app_state, read_form, read_upload, upload_label, validated
 from .disconnect import cancel_on_disconnect
+from .encodings import ENCODINGS, encode_vector
 from .json_limits import BoundedJsonRoute, loads_bounded
 from .responses import MODEL_INPUTS, STARTING, VALIDATED, route_errors
 from .schemas import INPUT_MODALITIES, AudioWindowOut, EmbeddingItem, EmbedRequest, EmbedResponse, Usage
@@ -49,6 +50,7 @@ class ParsedEmbed:
     truncate: bool = True
     audio_windows: bool = False
     model: str | None = None  # None: the default model
+    dimensions: int | None = None
 
 
 def _unknown_field_error(name: str) -> OmnivecError:
@@ -56,7 +58,7 @@ def _unknown_field_error(name: str) -> OmnivecError:
     return OmnivecError(
         ErrorCode.UNKNOWN_FIELD,
         f"unknown field {name!r}: {hint}/v1/embed takes texts (strings), images and audios (base64 or data: URIs), "
-        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, truncate, audio_windows and model",
+        "inputs ([{'text': ...} | {'image': ...} | {'audio': ...}]), encoding, dimensions, truncate, audio_windows and model",
     )
 
 
@@ -81,7 +83,7 @@ async def _parse_json(request: Request, limits: LimitsSettings, require: Require
                     err.message = f"inputs[{i}]: {err.message}"
                     raise err
     req = validated(EmbedRequest, raw)
-    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows, model=req.model)
+    parsed = ParsedEmbed(encoding=req.encoding, truncate=req.truncate, audio_windows=req.audio_windows, model=req.model, dimensions=req.dimensions)
     if req.inputs:
         if any(getattr(req, name) for name in LIST_FIELDS):
             raise OmnivecError(ErrorCode.INVALID_REQUEST, "use either `inputs` or `texts`/`images`/`audios` in one request, not both")
@@ -103,16 +105,20 @@ async def _parse_multipart(request: Request, limits: LimitsSettings, require: Re
     parsed = ParsedEmbed()
     groups: dict[str, list[ParsedInput]] = {modality: [] for modality in LIST_FIELDS.values()}
     for name, value in form.multi_items():
-        if name in ("encoding", "truncate", "audio_windows", "model"):
+        if name in ("encoding", "truncate", "audio_windows", "dimensions", "model"):
             if not isinstance(value, str):
                 raise OmnivecError(ErrorCode.INVALID_REQUEST, f"form field {name!r} must be a plain value")
             flag = value.strip().lower()
             if name == "model":
                 parsed.model = value
             elif name == "encoding":
-                if value not in ("float", "base64"):
-                    raise OmnivecError(ErrorCode.INVALID_REQUEST, "encoding must be 'float' or 'base64'")
+                if value not in ENCODINGS:
+                    raise OmnivecError(ErrorCode.INVALID_REQUEST, f"encoding must be one of {', '.join(ENCODINGS)}")
                 parsed.encoding = value
+            elif name == "dimensions":
+                if not (flag.isascii() and flag.isdigit()):
+                    raise OmnivecError(ErrorCode.INVALID_REQUEST, f"dimensions must be a positive integer, got {value!r}")
+                parsed.dimensions = int(flag)
             elif name == "truncate":
                 parsed.truncate = flag not in ("false", "0", "no")
             else:
@@ -162,12 +168,6 @@ async def parse_embed_request(request: Request, limits: LimitsSettings, require:
     )
 
 
-def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return [float(x) for x in vector]
-
-
 @router.post(
     "/v1/embed",
     response_model=EmbedResponse,
@@ -191,7 +191,8 @@ def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
                                 "items": {"type": "string", "format": "binary"},
                                 "description": "audio/* or application/octet-stream (WAV, FLAC, OGG/Vorbis, Opus, MP3)",
                             },
-                            "encoding": {"type": "string", "enum": ["float", "base64"]},
+                            "encoding": {"type": "string", "enum": list(ENCODINGS)},
+                            "dimensions": {"type": "integer", "minimum": 1, "description": "keep the first n components, renormalised"},
                             "truncate": {"type": "boolean"},
                             "audio_windows": {"type": "boolean", "description": "also return per-window embeddings and spans"},
                             "model": {"type": "string", "description": "a loaded model's name (GET /v1/models); default: the default model"},
@@ -212,6 +213,7 @@ async def embed(request: Request, _permit: None = Depends(admitted)) -> EmbedRes
 
 
 async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbed, model_name: str) -> EmbedResponse:
+    dim = check_dimensions(parsed.dimensions, service.manifest)
     groups = {m: [item for item in parsed.items if item.modality == m] for m in LIST_FIELDS.values()}
     texts, images, audios = groups["text"], groups["image"], groups["audio"]
     text_result, image_vectors, audio_result = await cancel_on_disconnect(
@@ -224,7 +226,11 @@ async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbe
     )
     rows = {m: iter(range(len(group))) for m, group in groups.items()}
     data: list[EmbeddingItem] = []
-    warnings: list[str] = []
+    warnings: list[str] = [w for w in [nested_warning(dim, service.manifest)] if w]
+
+    def encoded(vector: np.ndarray) -> list[float] | list[int] | str:
+        return encode_vector(prefix(vector, dim) if dim < service.manifest.embed_dim else vector, parsed.encoding)
+
     for position, item in enumerate(parsed.items):
         row = next(rows[item.modality])
         extra: dict = {}
@@ -241,7 +247,7 @@ async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbe
             extra["duration_s"] = audio_result.durations[row]
             if parsed.audio_windows:
                 extra["windows"] = [
-                    AudioWindowOut(start_s=start, end_s=end, embedding=encode_vector(window, parsed.encoding))
+                    AudioWindowOut(start_s=start, end_s=end, embedding=encoded(window))
                     for (start, end), window in zip(audio_result.spans[row], audio_result.windows[row])
                 ]
         data.append(
@@ -249,7 +255,7 @@ async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbe
                 index=position,
                 input_index=item.input_index,
                 modality=item.modality,  # type: ignore[arg-type]
-                embedding=encode_vector(vector, parsed.encoding),
+                embedding=encoded(vector),
                 **extra,
             )
         )
@@ -257,7 +263,7 @@ async def _embed(request: Request, service: EmbeddingService, parsed: ParsedEmbe
     return EmbedResponse(
         model=model_name,
         space_id=manifest.space_id,
-        dim=manifest.embed_dim,
+        dim=dim,
         encoding=parsed.encoding,  # type: ignore[arg-type]
         data=data,
         usage=Usage(

@@ -27,7 +27,7 @@ from .bodies import app_state, check_count, json_object
 from .disconnect import cancel_on_disconnect
 from .json_limits import BoundedJsonRoute
 from .responses import MODEL_INPUTS, STARTING, URL_INPUTS, VALIDATED, route_errors
-from .routes_embed import encode_vector
+from .encodings import encode_vector
 from .schemas_openai import EmbeddingData, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, MediaInput
 
 router = APIRouter(tags=["openai"], route_class=BoundedJsonRoute)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from ..index.filters import PAYLOAD_PATH_PATTERN
 from ..index.store import _NAME_RE
+from .schemas_vectors import ENCODING_DOC, CollectionVectorsOut, Encoding
 
 INPUT_MODALITIES = ("text", "image", "audio")
 NAME_PATTERN = _NAME_RE.pattern  # the index's one rule for collection names; label set names follow it too
@@ -86,7 +87,10 @@ class EmbedRequest(BaseModel):
     inputs: list[EmbedInput] = Field(
         default_factory=list, description="mixed inputs whose order the response keeps", json_schema_extra={LIMIT: "max_inputs_per_request"}
     )
-    encoding: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes, base64-encoded")
+    encoding: Encoding = Field("float", description=ENCODING_DOC)
+    dimensions: StrictInt | None = Field(
+        None, ge=1, json_schema_extra={LIMIT: "embed_dim"}, description="keep the first `dimensions` components, renormalised (lossless only at the manifest's nested_dims; else a warning)"
+    )
     truncate: StrictBool = Field(True, description="cut texts longer than the model's context (reported per item); false: 422 instead")
     audio_windows: StrictBool = Field(False, description="also return each audio item's per-window embeddings and their time spans")
     model: str | None = Field(None, description="a loaded model's name (GET /v1/models); default: the server's default model")
@@ -95,14 +99,14 @@ class EmbedRequest(BaseModel):
 class AudioWindowOut(BaseModel):
     start_s: float = Field(description="where the window starts in the audio, seconds")
     end_s: float = Field(description="where it ends (the audio's end for the last, padded, window)")
-    embedding: list[float] | str = Field(description="unit vector, in the request's `encoding`")
+    embedding: list[int] | list[float] | str = Field(description="unit vector, in the request's `encoding`")
 
 
 class EmbeddingItem(BaseModel):
     index: int = Field(description="position in `data`")
     input_index: int = Field(description="position within its source list (texts, images, audios or inputs)")
     modality: Literal["text", "image", "audio"]
-    embedding: list[float] | str
+    embedding: list[int] | list[float] | str = Field(description="in the request's `encoding`: floats, a base64 string, or integers (int8, uint8, binary, ubinary)")
     truncated: bool | None = Field(None, description="text only: whether it was cut to the context length")
     duration_s: float | None = Field(None, description="audio only: length of the decoded audio in seconds")
     windows: list[AudioWindowOut] | None = Field(None, description="audio only, with audio_windows: the window embeddings the item's embedding pools")
@@ -119,8 +123,8 @@ class Usage(BaseModel):
 class EmbedResponse(BaseModel):
     model: str
     space_id: str
-    dim: int
-    encoding: Literal["float", "base64"]
+    dim: int = Field(description="length of each float vector (the request's `dimensions`, else the model's)")
+    encoding: Encoding
     data: list[EmbeddingItem]
     usage: Usage
     warnings: list[str] = Field(default_factory=list)
@@ -291,6 +295,8 @@ class CollectionOut(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     matches_model: bool = Field(description="whether a loaded model embeds into this collection's space (else adding and text/image/audio search are refused)")
     indexing: "IndexingOut | None" = Field(None, description="background ANN index builds of this collection (this server process)")
+    vectors: CollectionVectorsOut | None = Field(None, description="how the collection keeps and searches its vectors")
+    warnings: list[str] = Field(default_factory=list, description="e.g. a `dimensions` the model was not trained for (no nested_dims covering it)")
 
 
 class IndexingOut(BaseModel):

@@ -7,9 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .schemas import CreateCollectionRequest
+from .schemas_vectors import VectorOptionsIn
 
 
-class CreateCollectionIn(CreateCollectionRequest):
+class CreateCollectionIn(CreateCollectionRequest, VectorOptionsIn):
     """A new collection; `keep_media` decides whether its items' previews (and small originals) are kept."""
 
     keep_media: bool = Field(

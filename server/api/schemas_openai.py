@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .schemas import AUDIO_FORMATS, INPUT_MODALITIES, LIMIT, exactly_one_of
+from .schemas_vectors import Encoding
 
 # A real 1x1 PNG, so the documented example is a request the server accepts.
 PNG_1X1 = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
@@ -54,8 +55,10 @@ class EmbeddingsRequest(BaseModel):
         examples=["a photo of a dog", ["a photo of a dog", {"image": PNG_1X1}]],
     )
     model: str = Field(description="a served model name (GET /v1/models)", json_schema_extra={LIMIT: "served_models"})
-    encoding_format: Literal["float", "base64"] = Field(
-        "float", description="base64: the little-endian float32 bytes of each vector, base64-encoded (what OpenAI clients ask for by default)"
+    encoding_format: Encoding = Field(
+        "float",
+        description="base64: the little-endian float32 bytes of each vector, base64-encoded (what OpenAI clients ask for by default). "
+        "omnivec extension: int8, uint8, binary, ubinary return integers (see /v1/embed `encoding` and the README's 'Compact encodings')",
     )
     dimensions: Annotated[int, Field(ge=1, json_schema_extra={LIMIT: "embed_dim"})] | None = Field(
         None, description="return only the first `dimensions` components, renormalised to unit length; at most the model's dimension"
@@ -66,7 +69,7 @@ class EmbeddingsRequest(BaseModel):
 class EmbeddingData(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int = Field(description="position of the input in `input`")
-    embedding: list[float] | str = Field(description="unit vector; a base64 string with encoding_format=base64")
+    embedding: list[int] | list[float] | str = Field(description="unit vector; a base64 string with encoding_format=base64; integers with the compact encodings")
 
 
 class EmbeddingsUsage(BaseModel):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CollectionExists, CollectionNotFound, DimensionMismatch, IndexStoreError, InvalidFilter, InvalidRequest
 from .store import CollectionInfo, Hit, IndexStore, Point
+from .vector_options import VectorOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRequest",
     "Point",
     "QdrantIndexStore",
+    "VectorOptions",
     "open_store",
 ]
 
@@ -41,7 +43,9 @@ def open_store(settings: "Settings") -> IndexStore:
             raise IndexStoreError("index.engine is 'qdrant' but no Qdrant URL is set: set OMNIVEC_QDRANT_URL=http://host:6333")
         from .qdrant import QdrantIndexStore
 
-        return QdrantIndexStore.from_settings(index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s)
+        return QdrantIndexStore.from_settings(
+            index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s, shards=index.shards, replication_factor=index.replication_factor
+        )
     from .edge import EdgeIndexStore
 
     return EdgeIndexStore(

@@ -29,6 +29,7 @@ from .aliases import AliasMap, Physical
 from .filters import FilterBuilder, FilterNode, parse_filter, render_filter, restrict_to_ids
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, InvalidRequest
 from .media import MediaStore
+from .vector_options import VectorOptions
 from .store import (
     ID_KEY,
     CollectionInfo,
@@ -75,6 +76,9 @@ class EngineStore(ABC):
     @abstractmethod
     def _engine_create(self, meta: CollectionMeta) -> None:
         """Create the collection; CollectionExists when the name is taken."""
+
+    def _engine_check_options(self, vectors: VectorOptions) -> None:
+        """Refuse (InvalidRequest, 422) vector options this engine cannot honour; both engines take all by default."""
 
     @abstractmethod
     def _engine_describe(self, name: str) -> CollectionMeta:
@@ -194,13 +198,17 @@ class EngineStore(ABC):
 
     # -- collections ----------------------------------------------------------------------------
 
-    def create_collection(self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None) -> CollectionInfo:
+    def create_collection(
+        self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None, vectors: VectorOptions | None = None
+    ) -> CollectionInfo:
         validate_collection_name(name)
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
             raise InvalidRequest(f"dim must be an integer between 1 and {MAX_DIM}, got {dim!r}")
         if not isinstance(name, Physical) and name in self._names.current():
             raise CollectionExists(name)
-        meta = CollectionMeta(name, dim, space_id, model, utc_now_iso(), dict(extra or {}))
+        vectors = vectors or VectorOptions()
+        self._engine_check_options(vectors)
+        meta = CollectionMeta(name, dim, space_id, model, utc_now_iso(), dict(extra or {}), vectors)
         with self._engine(name):
             self._engine_create(meta)
         self._remember(meta)

@@ -42,6 +42,7 @@ from .edge_optimizer import META_FILE, EdgeCollection, optimize_by_copy, write_m
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexUnavailable
 from .media import FileMediaStore, MediaStore
 from .store import CollectionMeta, DocumentStore
+from .vector_options import INT8_QUANTILE, VectorOptions
 
 __all__ = ["EdgeIndexStore"]
 
@@ -126,6 +127,15 @@ class EdgeFilters:
         return qe.Filter(must=must, should=should, must_not=must_not, min_should=min_should)
 
 
+def _edge_quantization(vectors: VectorOptions) -> Any:
+    """The Edge quantisation config of a collection; the compact copy stays in RAM (Pinned)."""
+    if vectors.quantization == "int8":
+        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned)
+    if vectors.quantization == "binary":
+        return qe.BinaryQuantizationConfig(memory=qe.Memory.Pinned)
+    return None
+
+
 class EdgeIndexStore(EngineStore):
     """`IndexStore` on Qdrant Edge shards under `data_dir` (see the module docstring)."""
 
@@ -188,19 +198,31 @@ class EdgeIndexStore(EngineStore):
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _config(self, dim: int) -> "qe.EdgeConfig":
+    def _config(self, dim: int, vectors: VectorOptions) -> "qe.EdgeConfig":
+        """The shard's config: the store's defaults, overridden by the collection's vector options.
+        on_disk keeps the float vectors and the graph on disk (page cache) and the quantised copy, which
+        searches read first, pinned in RAM."""
+        cold = qe.Memory.Cold if vectors.on_disk else None
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=cold, quantization_config=_edge_quantization(vectors)),
             hnsw_config=qe.HnswIndexConfig(
-                m=self._hnsw_m,
-                ef_construct=self._hnsw_ef_construct,
+                m=vectors.hnsw_m or self._hnsw_m,
+                ef_construct=vectors.hnsw_ef_construct or self._hnsw_ef_construct,
                 full_scan_threshold=self._full_scan_kb,
                 max_indexing_threads=self._indexing_threads,
+                memory=cold,
             ),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self._indexing_kb) if self._indexing_kb is not None else None,
             max_search_threads=self._search_threads,
             wal_enabled=True,
         )
+
+    def _search_params(self, vectors: VectorOptions) -> "qe.SearchParams | None":
+        """Quantised collections: oversample on the compact copy, then rescore with the float vectors."""
+        if not vectors.quantized:
+            return self._params
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling)
+        return qe.SearchParams(hnsw_ef=self._params.hnsw_ef if self._params else None, quantization=quant)
 
     def _open_existing(self, d: Path) -> None:
         meta = json.loads((d / META_FILE).read_text())
@@ -208,7 +230,7 @@ class EdgeIndexStore(EngineStore):
         gen = int(meta["generation"])
         coll = EdgeCollection(name=d.name, dir=d, meta=meta, shard=None)
         try:
-            coll.shard = qe.EdgeShard.load(str(coll.shard_dir), self._config(coll.dim))
+            coll.shard = qe.EdgeShard.load(str(coll.shard_dir), self._config(coll.dim, VectorOptions.from_json(meta.get("vectors"))))
         except Exception as exc:
             raise IndexStoreError(
                 f"cannot open collection {d.name!r} at {coll.shard_dir}: {exc}. Is another omnivec "
@@ -262,7 +284,7 @@ class EdgeIndexStore(EngineStore):
     def _engine_create(self, meta: CollectionMeta) -> None:
         stored = {
             "name": meta.name, "dim": meta.dim, "space_id": meta.space_id, "model": meta.model, "created_at": meta.created_at,
-            "extra": meta.extra, "distance": "cosine", "generation": 0, "format": 1,
+            "extra": meta.extra, "distance": "cosine", "generation": 0, "format": 1, "vectors": meta.vectors.to_json(),
         }
         json.dumps(stored)  # extra must be JSON-serialisable; fail before touching the disk
         with self._lock:
@@ -275,13 +297,15 @@ class EdgeIndexStore(EngineStore):
                 shutil.rmtree(d)
             d.mkdir(parents=True)
             coll = EdgeCollection(name=meta.name, dir=d, meta=stored, shard=None)
-            coll.shard = qe.EdgeShard.create(str(coll.shard_dir), self._config(meta.dim))
+            coll.shard = qe.EdgeShard.create(str(coll.shard_dir), self._config(meta.dim, meta.vectors))
             write_meta(d, stored)  # last: its presence marks a complete collection
             self._collections[meta.name] = coll
 
     def _engine_describe(self, name: str) -> CollectionMeta:
         m = self._get(name).meta
-        return CollectionMeta(name, int(m["dim"]), m["space_id"], m["model"], m["created_at"], dict(m.get("extra") or {}))
+        return CollectionMeta(
+            name, int(m["dim"]), m["space_id"], m["model"], m["created_at"], dict(m.get("extra") or {}), VectorOptions.from_json(m.get("vectors"))
+        )
 
     def _engine_names(self) -> list[str]:
         with self._lock:
@@ -330,7 +354,7 @@ class EdgeIndexStore(EngineStore):
             score_threshold=threshold,
             with_payload=True if with_payload else qe.PayloadSelector.Include(PAYLOAD_ID_ONLY),
             with_vector=with_vectors,
-            params=self._params,
+            params=self._search_params(self.describe(name).vectors),
         )
         with self._reading(name) as coll:
             return coll.shard.query(request)
@@ -372,7 +396,8 @@ class EdgeIndexStore(EngineStore):
                 with self._writing(name) as c:
                     c.shard.optimize()
                 return
-            load = lambda d: qe.EdgeShard.load(str(d), self._config(coll.dim))  # noqa: E731
+            config = self._config(coll.dim, VectorOptions.from_json(coll.meta.get("vectors")))
+            load = lambda d: qe.EdgeShard.load(str(d), config)  # noqa: E731
             self.last_optimize_timings = optimize_by_copy(coll, load, self._optimize_timeout_s)
         finally:
             coll.optimize_lock.release()

@@ -32,6 +32,7 @@ from .qdrant_hidden import HiddenCollection
 from .qdrant_media import QdrantMediaStore
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexTimeout, IndexUnavailable, InvalidRequest
 from .store import CollectionMeta, point_uuid
+from .vector_options import INT8_QUANTILE, VectorOptions
 
 __all__ = ["QdrantIndexStore", "QdrantDocuments"]
 
@@ -90,8 +91,19 @@ class QdrantIndexStore(EngineStore):
     filter_builder = QdrantFilters()
     meta_ttl_s: float | None = 5.0
 
-    def __init__(self, client: QdrantClient, *, close_client: bool = True, timeout: int | None = None, local: bool | None = None):
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        close_client: bool = True,
+        timeout: int | None = None,
+        local: bool | None = None,
+        shards: int | None = None,
+        replication_factor: int | None = None,
+    ):
+        """shards / replication_factor: set on every new collection of a Qdrant cluster (None: the server's default)."""
         super().__init__()
+        self._placement = {k: v for k, v in (("shard_number", shards), ("replication_factor", replication_factor)) if v is not None}
         self._client = client
         self._close_client = close_client
         self._timeout = timeout
@@ -101,13 +113,15 @@ class QdrantIndexStore(EngineStore):
         self._media: QdrantMediaStore | None = None
 
     @classmethod
-    def from_settings(cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0) -> "QdrantIndexStore":
+    def from_settings(
+        cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0, *, shards: int | None = None, replication_factor: int | None = None
+    ) -> "QdrantIndexStore":
         """Build from settings: `url` is a server URL (http://host:6333), or ":memory:" for tests."""
         t = None if timeout is None else int(max(1, round(timeout)))
         if url == ":memory:":
             return cls(QdrantClient(":memory:"), close_client=True, timeout=t, local=True)
         client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=t)
-        return cls(client, close_client=True, timeout=t, local=False)
+        return cls(client, close_client=True, timeout=t, local=False, shards=shards, replication_factor=replication_factor)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -161,14 +175,27 @@ class QdrantIndexStore(EngineStore):
 
     # -- collections ----------------------------------------------------------------------------
 
+    def _engine_check_options(self, vectors: VectorOptions) -> None:
+        """qdrant-client's local mode searches every vector exactly, in RAM, and drops quantisation and
+        HNSW settings: refuse them rather than report a configuration that is not there."""
+        if self._local and (vectors.quantized or vectors.on_disk or vectors.hnsw_m or vectors.hnsw_ef_construct):
+            raise InvalidRequest(
+                "this index engine is qdrant-client's local mode (exact in-memory search, for tests), which cannot quantise, keep "
+                "vectors on disk or shape an HNSW graph; drop quantization/on_disk/hnsw, or use the embedded engine "
+                "(OMNIVEC_INDEX__ENGINE=edge) or a Qdrant server (OMNIVEC_QDRANT_URL)"
+            )
+
     def _engine_create(self, meta: CollectionMeta) -> None:
-        stored = {"dim": meta.dim, "space_id": meta.space_id, "model": meta.model, "created_at": meta.created_at, "extra": meta.extra, "format": 1}
+        stored = {
+            "dim": meta.dim, "space_id": meta.space_id, "model": meta.model, "created_at": meta.created_at, "extra": meta.extra, "format": 1,
+            "vectors": meta.vectors.to_json(),
+        }
         with self._create_lock:
             if self._call("collection_exists", meta.name):
                 raise CollectionExists(meta.name)
             try:
                 self._call(
-                    "create_collection", meta.name, vectors_config=m.VectorParams(size=meta.dim, distance=m.Distance.COSINE),
+                    "create_collection", meta.name, **qdrant_collection_config(meta.dim, meta.vectors), **self._placement,
                     metadata={META_KEY: stored}, timeout=self._timeout,
                 )
             except Exception as exc:  # another process won the race
@@ -189,7 +216,8 @@ class QdrantIndexStore(EngineStore):
         if not isinstance(meta, dict):
             raise CollectionNotFound(name)
         return CollectionMeta(
-            name, int(meta["dim"]), str(meta.get("space_id", "")), str(meta.get("model", "")), str(meta.get("created_at", "")), dict(meta.get("extra") or {})
+            name, int(meta["dim"]), str(meta.get("space_id", "")), str(meta.get("model", "")), str(meta.get("created_at", "")),
+            dict(meta.get("extra") or {}), VectorOptions.from_json(meta.get("vectors")),
         )
 
     def _engine_names(self) -> list[str]:
@@ -229,6 +257,7 @@ class QdrantIndexStore(EngineStore):
             score_threshold=threshold,
             with_payload=True if with_payload else m.PayloadSelectorInclude(include=PAYLOAD_ID_ONLY),
             with_vectors=with_vectors,
+            search_params=qdrant_search_params(self.describe(name).vectors),
         ).points
 
     def _engine_scroll(self, name: str, limit: int, start: str | None, flt: Any, with_vectors: bool) -> tuple[list[Any], Any]:
@@ -249,6 +278,27 @@ class QdrantIndexStore(EngineStore):
     def _engine_close(self) -> None:
         if self._close_client:
             self._call("close")
+
+
+def qdrant_collection_config(dim: int, vectors: VectorOptions) -> dict[str, Any]:
+    """`create_collection` keyword arguments for a collection's vector options (a Qdrant server honours
+    them all; the quantised copy is kept in RAM, the float vectors and graph on disk with on_disk)."""
+    on_disk = True if vectors.on_disk else None
+    config: dict[str, Any] = {"vectors_config": m.VectorParams(size=dim, distance=m.Distance.COSINE, on_disk=on_disk)}
+    if vectors.on_disk or vectors.hnsw_m or vectors.hnsw_ef_construct:
+        config["hnsw_config"] = m.HnswConfigDiff(m=vectors.hnsw_m, ef_construct=vectors.hnsw_ef_construct, on_disk=on_disk)
+    if vectors.quantization == "int8":
+        config["quantization_config"] = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True))
+    elif vectors.quantization == "binary":
+        config["quantization_config"] = m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True))
+    return config
+
+
+def qdrant_search_params(vectors: VectorOptions) -> Any:
+    """Quantised collections: oversample on the compact copy, rescore with the float vectors; else None."""
+    if not vectors.quantized:
+        return None
+    return m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling))
 
 
 def _grpc_status(exc: Exception) -> str | None:

@@ -38,7 +38,10 @@ class HiddenCollection:
             call = self._index._call
             if not call("collection_exists", self.name):
                 try:
-                    call("create_collection", self.name, vectors_config=m.VectorParams(size=1, distance=m.Distance.DOT), on_disk_payload=self._on_disk_payload)
+                    copies = {k: v for k, v in self._index._placement.items() if k == "replication_factor"}  # survives a node like the user's data
+                    call(
+                        "create_collection", self.name, vectors_config=m.VectorParams(size=1, distance=m.Distance.DOT), on_disk_payload=self._on_disk_payload, **copies
+                    )
                     with warnings.catch_warnings():  # local mode (tests) says indexes have no effect there; they do on a server
                         warnings.simplefilter("ignore", UserWarning)
                         for field in self._keyword_fields:

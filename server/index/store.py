@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_chec
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidRequest
+from .vector_options import VectorOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from .media import MediaStore
@@ -75,6 +76,7 @@ class CollectionMeta:
     model: str
     created_at: str
     extra: dict = field(default_factory=dict)
+    vectors: VectorOptions = field(default_factory=VectorOptions)  # quantisation, placement, HNSW shape
 
 
 @dataclass
@@ -88,10 +90,11 @@ class CollectionInfo:
     count: int
     created_at: str
     extra: dict = field(default_factory=dict)
+    vectors: VectorOptions = field(default_factory=VectorOptions)
 
     @classmethod
     def of(cls, meta: CollectionMeta, count: int) -> "CollectionInfo":
-        return cls(meta.name, meta.dim, meta.space_id, meta.model, count, meta.created_at, dict(meta.extra))
+        return cls(meta.name, meta.dim, meta.space_id, meta.model, count, meta.created_at, dict(meta.extra), meta.vectors)
 
 
 @dataclass
@@ -126,9 +129,11 @@ class IndexStore(Protocol):
     """
 
     def create_collection(
-        self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None
+        self, name: str, dim: int, space_id: str, model: str, extra: dict | None = None, vectors: VectorOptions | None = None
     ) -> CollectionInfo:
-        """Create an empty cosine collection; raises CollectionExists / InvalidRequest."""
+        """Create an empty cosine collection stored and searched as `vectors` says (default: float32,
+        in RAM, the engine's HNSW shape); raises CollectionExists / InvalidRequest (options this engine
+        cannot honour)."""
         ...
 
     def get_collection(self, name: str) -> CollectionInfo:

@@ -24,6 +24,8 @@ from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
 from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
+from ..index.vector_options import VectorOptions
+from .dimensions import MODEL_DIM_KEY, check_dimensions, fit_to_collection, nested_warning
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 from .models import LoadedModel, ModelRegistry
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .media_keeper import KeptMedia, MediaKeeper
 
 MODALITY_KEY = "modality"
+DIMENSIONS_WARNING_KEY = "dimensions_warning"  # collection metadata: why its prefix length may lose quality
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
 PAYLOAD_INDEXES_KEY = "payload_indexes"  # collection metadata: its payload indexes, so a re-embed's new collection gets them too
 T = TypeVar("T")
@@ -76,6 +79,12 @@ async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> LoadedModel:
     """The loaded model of the collection's space; 409 space_mismatch naming the model to load otherwise."""
     return models.for_space(meta.space_id, meta.model, meta.name, action)
+
+
+def prefix_metadata(dim: int, manifest: Manifest) -> dict:
+    """Collection metadata saying how its vectors relate to the model's: the model's full dim, and why a prefix may lose quality."""
+    warning = nested_warning(dim, manifest)
+    return {MODEL_DIM_KEY: manifest.embed_dim, **({DIMENSIONS_WARNING_KEY: warning} if warning else {})}
 
 
 @dataclass
@@ -173,16 +182,32 @@ class CollectionService:
         payload_indexes: dict[str, str] | None = None,
         keep_media: bool = True,
         model: str | None = None,
+        vectors: VectorOptions | None = None,
+        dimensions: int | None = None,
     ) -> CollectionInfo:
-        """A collection in the space and dim of `model` (default: the default model); `modality` is always keyword-indexed."""
+        """A collection in the space of `model` (default: the default model); `modality` is always keyword-indexed.
+        `dimensions` stores (and searches) a renormalised prefix of the model's vectors; `vectors` says how they are kept."""
         entry = self.models.get(model)
         manifest = entry.service.manifest  # type: ignore[union-attr]
+        dim = check_dimensions(dimensions, manifest)
         indexes = {MODALITY_KEY: "keyword", **(payload_indexes or {})}
-        meta = {"description": description, "extra": dict(extra or {}), KEEP_MEDIA_KEY: keep_media, PAYLOAD_INDEXES_KEY: indexes}
-        info = await run_store(self.store.create_collection, name, manifest.embed_dim, manifest.space_id, entry.name, meta)
+        meta = {
+            "description": description,
+            "extra": dict(extra or {}),
+            KEEP_MEDIA_KEY: keep_media,
+            PAYLOAD_INDEXES_KEY: indexes,
+            **prefix_metadata(dim, manifest),
+        }
+        info = await run_store(self.store.create_collection, name, dim, manifest.space_id, entry.name, meta, vectors)
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, name, key, schema)
         return info
+
+    @staticmethod
+    def warnings(info: CollectionInfo | CollectionMeta) -> list[str]:
+        """What a client should know about how the collection keeps its vectors (a prefix its model was not trained for)."""
+        warning = (info.extra or {}).get(DIMENSIONS_WARNING_KEY)
+        return [str(warning)] if warning else []
 
     async def list(self) -> list[CollectionInfo]:
         return await run_store(self.store.list_collections)
@@ -237,7 +262,7 @@ class CollectionService:
                 result.errors.append(ItemError.of(spec.index, vector))
                 continue
             point_id = spec.id or content_id(res.modality, res.value)
-            points.append((spec.index, Point(point_id, vector, {**spec.payload, MODALITY_KEY: res.modality})))
+            points.append((spec.index, Point(point_id, fit_to_collection(vector, info), {**spec.payload, MODALITY_KEY: res.modality})))
             kept.append((point_id, media))
             inputs[point_id] = res
         if points:
@@ -257,7 +282,8 @@ class CollectionService:
         repaired by the re-embed's final check, which embeds whatever the new collection lacks)."""
         async with self.models.lease(mirror.model) as embedding:
             vectors = await embed_each(embedding, [inputs[p.id] for p in points])
-        ok = [Point(p.id, v, p.payload) for p, v in zip(points, vectors) if not isinstance(v, OmnivecError)]
+        target = await run_store(self.store.describe, mirror.target)
+        ok = [Point(p.id, fit_to_collection(v, target), p.payload) for p, v in zip(points, vectors) if not isinstance(v, OmnivecError)]
         if ok:
             await run_store(self.store.upsert, mirror.target, ok)
 

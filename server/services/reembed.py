@@ -27,7 +27,8 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.aliases import Physical
 from ..index.errors import CollectionNotFound
 from ..index.store import IndexStore, Point
-from .collections import MODALITY_KEY, PAYLOAD_INDEXES_KEY, CollectionService, Mirror, run_store
+from .collections import DIMENSIONS_WARNING_KEY, MODALITY_KEY, PAYLOAD_INDEXES_KEY, CollectionService, Mirror, prefix_metadata, run_store
+from .dimensions import MODEL_DIM_KEY, fit_to_collection
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 from .models import LoadedModel, ModelRegistry
 
@@ -163,7 +164,10 @@ class Reembedder:
     async def _create_target(self, job: ReembedJob, meta, entry: LoadedModel) -> None:
         manifest = entry.manifest
         assert manifest is not None
-        await run_store(self.store.create_collection, Physical(job.target), manifest.embed_dim, manifest.space_id, entry.name, dict(meta.extra))
+        model_dim = int(meta.extra.get(MODEL_DIM_KEY) or meta.dim)
+        dim = meta.dim if meta.dim < model_dim and meta.dim <= manifest.embed_dim else manifest.embed_dim  # a prefix collection stays one
+        extra = {k: v for k, v in meta.extra.items() if k != DIMENSIONS_WARNING_KEY} | prefix_metadata(dim, manifest)
+        await run_store(self.store.create_collection, Physical(job.target), dim, manifest.space_id, entry.name, extra, meta.vectors)
         indexes = {MODALITY_KEY: "keyword", **(meta.extra.get(PAYLOAD_INDEXES_KEY) or {})}  # collections from before it was kept: modality only
         for key, schema in indexes.items():
             await run_store(self.store.create_payload_index, Physical(job.target), key, schema)
@@ -220,6 +224,8 @@ class Reembedder:
             else:
                 points.append(Point(point.id, vector, dict(point.payload)))
         if points:
+            meta = await run_store(self.store.describe, target)
+            points = [Point(p.id, fit_to_collection(p.vector, meta), p.payload) for p in points]
             await run_store(self.store.upsert, target, points)
 
     @staticmethod

@@ -19,6 +19,7 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
 from ..index.store import IndexStore
 from .collections import MODALITY_KEY, model_for, run_store, split_payload
+from .dimensions import fit_to_collection
 from .inputs import InputResolver, RawInput, embed_all
 from .models import ModelRegistry
 
@@ -89,6 +90,8 @@ class SearchService:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
         physical = await run_store(self.store.resolve, name)  # one collection from start to end, even if a re-embed swaps the name meanwhile
         vector = await self.query_vector(physical, query, shown_as=name)
+        if query.kind != "id":  # a stored item's vector already has the collection's length
+            vector = fit_to_collection(vector, await run_store(self.store.describe, physical))
         try:
             hits = await run_store(
                 self.store.search,

@@ -194,3 +194,27 @@ def test_sdk_loads_unloads_and_reembeds_with_progress(tmp_path, tiny_bundle, tin
         with pytest.raises(OmnivecError) as bad:
             client.load_model(str(tmp_path / "missing"))
         assert bad.value.code == "invalid_bundle"
+        made_in_b = client.create_collection("b-notes", model=B)  # a collection in the second model's space, named by the SDK
+        assert made_in_b.space_id == status["space_id"]
+
+
+def test_reembed_keeps_the_collections_vector_options(tmp_path, tiny_bundle, tiny_b_bundle):
+    """A quantised collection of a prefix length stays one after the swap: same options, same prefix, new space."""
+    with InProcessServer(create_app(_settings(tmp_path, tiny_bundle, tiny_b_bundle, "edge"))) as server:
+        url = server.url
+        dim = next(m["dim"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"] if m["name"] == B)
+        body = {"name": "short", "quantization": "int8", "oversampling": 3, "dimensions": dim // 2, "hnsw": {"m": 8}}
+        created = httpx.post(f"{url}/v1/collections", json=body, timeout=30)
+        assert created.status_code == 201, created.text
+        items = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS[:10])]
+        assert httpx.post(f"{url}/v1/collections/short/items", json={"items": items}, timeout=60).json()["errors"] == []
+        assert httpx.post(f"{url}/v1/collections/short/reembed", json={"model": B}, timeout=30).status_code == 202
+        status = _wait(url, "short")
+        assert status["state"] == "done" and status["errors"] == [], status
+        after = httpx.get(f"{url}/v1/collections/short", timeout=10).json()
+        assert after["space_id"] == _spaces(url)[B] and after["count"] == 10 and after["dim"] == dim // 2
+        assert after["vectors"] == created.json()["vectors"]
+        stored = httpx.get(f"{url}/v1/collections/short/items/t3", params={"with_vector": "true"}, timeout=10).json()
+        assert len(stored["vector"]) == dim // 2
+        hits = httpx.post(f"{url}/v1/collections/short/search", json={"query": {"text": TEXTS[3]}, "top_k": 3}, timeout=30).json()["results"]
+        assert hits[0]["id"] == "t3"

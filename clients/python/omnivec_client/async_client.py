@@ -142,9 +142,10 @@ class AsyncClient:
         )
 
     async def create_collection(
-        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False, keep_media: bool = True
+        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False, keep_media: bool = True,
+        vectors: dict[str, Any] | None = None, model: str | None = None,
     ) -> Collection:
-        return await self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok, keep_media=keep_media))
+        return await self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok, keep_media=keep_media, vectors=vectors, model=model))
 
     async def get_collection(self, name: str) -> Collection:
         return await self._run(ops.get_collection(name))

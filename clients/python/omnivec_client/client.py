@@ -162,11 +162,15 @@ class Client:
     # -- collections ------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False, keep_media: bool = True
+        self, name: str, *, description: str = "", payload_indexes: dict[str, str] | None = None, exist_ok: bool = False, keep_media: bool = True,
+        vectors: dict[str, Any] | None = None, model: str | None = None,
     ) -> Collection:
         """A collection in the served model's space; exist_ok returns an existing one instead of failing.
-        keep_media=False: the server keeps no previews or originals of its items (nothing to show on the search page)."""
-        return self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok, keep_media=keep_media))
+        keep_media=False: the server keeps no previews or originals of its items (nothing to show on the search page).
+        vectors: the collection's vector options, e.g. {"quantization": "int8", "dimensions": 256, "on_disk": True,
+        "hnsw": {"m": 16}} (see the README's "Vector options"); omitted, the server's defaults.
+        model: a loaded model's name (GET /v1/models) whose space the collection is in; omitted, the default model."""
+        return self._run(ops.create_collection(name, description=description, payload_indexes=payload_indexes, exist_ok=exist_ok, keep_media=keep_media, vectors=vectors, model=model))
 
     def get_collection(self, name: str) -> Collection:
         return self._run(ops.get_collection(name))

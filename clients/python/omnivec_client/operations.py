@@ -248,8 +248,19 @@ def classify(
 # -- collections ------------------------------------------------------------------------------
 
 
-def create_collection(name: str, *, description: str, payload_indexes: dict[str, str] | None, exist_ok: bool, keep_media: bool = True) -> Operation[Collection]:
-    body: dict[str, Any] = {"name": name, "description": description}
+def create_collection(
+    name: str,
+    *,
+    description: str,
+    payload_indexes: dict[str, str] | None,
+    exist_ok: bool,
+    keep_media: bool = True,
+    vectors: dict[str, Any] | None = None,
+    model: str | None = None,
+) -> Operation[Collection]:
+    body: dict[str, Any] = {"name": name, "description": description, **(vectors or {})}
+    if model is not None:  # sent only when named: one-model servers from before refuse unknown fields
+        body["model"] = model
     if payload_indexes:
         body["payload_indexes"] = payload_indexes
     if not keep_media:  # sent only when off: servers from before kept media refuse unknown fields

@@ -153,10 +153,12 @@ class Collection:
     matches_model: bool
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, Any] | None = None  # quantization, dimensions, on_disk, hnsw (servers from before: None)
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "Collection":
-        keys = ("name", "dim", "space_id", "model", "count", "matches_model", "description", "extra")
+        keys = ("name", "dim", "space_id", "model", "count", "matches_model", "description", "extra", "vectors", "warnings")
         return cls(**{k: row[k] for k in keys if k in row})
 
 
