@@ -12,7 +12,9 @@ latency  For each size (20k and 100k points): an Edge collection in the bundle's
 hops     One multipart image search through the app in-process (starlette TestClient), profiled
          (coroutine resumptions are not calls): calls from one server module into a function of
          another (`hops`), of those the calls into a higher layer (`upward_hops`: api > services >
-         inference/index/preprocess/fetch/sources > media > core), server modules entered
+         inference/index/preprocess/fetch/sources > media > core), calls into a module its caller
+         had already called into and left (`revisits`: 0 = each module visited once, in one
+         direction), server modules entered
          (`modules`) and server functions called (`calls`); each tree in its own child process.
 
     .venv/bin/python bench/bench_request_path.py --quick
@@ -108,6 +110,7 @@ active = False
 
 RANK = {"api": 4, "services": 3, "inference": 2, "index": 2, "preprocess": 2, "fetch": 2, "sources": 2, "media": 1, "mediatype": 1}
 upward = 0
+ENTERED = {}  # caller module -> the modules it called into, in order (repeats in a row folded)
 
 def module(frame):
     name = frame.f_globals.get("__name__", "") if frame is not None else ""
@@ -129,6 +132,9 @@ def profile(frame, event, arg):
     if caller is not None and caller != callee:
         hops += 1
         upward += rank(callee) > rank(caller)
+        entered = ENTERED.setdefault(caller, [])
+        if not entered or entered[-1] != callee:
+            entered.append(callee)
 
 threading.setprofile(profile)
 sys.setprofile(profile)
@@ -141,12 +147,14 @@ with TestClient(create_app(settings)) as client:
     files_in = {"image": ("q.png", buf.getvalue(), "image/png")}
     client.post("/v1/collections/hops/search", files=files_in, data={"params": json.dumps({"top_k": 3})}).raise_for_status()  # warm
     calls, hops, upward, files = 0, 0, 0, set()
+    ENTERED.clear()
     active = True
     r = client.post("/v1/collections/hops/search", files=files_in, data={"params": json.dumps({"top_k": 3})})
     active = False
     r.raise_for_status()
 import omnivec.server
-print(json.dumps({"hops": hops, "upward_hops": upward, "modules": len(files), "calls": calls, "server": str(Path(omnivec.server.__file__).resolve())}))
+revisits = sum(len(seq) - len(set(seq)) for seq in ENTERED.values())  # a module called into again after the caller went elsewhere
+print(json.dumps({"hops": hops, "upward_hops": upward, "revisits": revisits, "modules": len(files), "calls": calls, "server": str(Path(omnivec.server.__file__).resolve())}))
 """
 
 

@@ -31,7 +31,8 @@ class FinetuneResult:
     steps: int
 
 
-def _dist_info() -> tuple[int, int]:
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) alone. The one place that reads them."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -134,7 +135,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True, log: Callable[[st
     from .losses._kernels import resolve_tile_size
     from .mining import MiningCost, batch_hardness, mined_batches, neighbour_graph, timed
 
-    rank, world = _dist_info()
+    rank, world = dist_info()
     device, own_group = init_distributed(world)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -292,14 +291,14 @@ def cmd_finetune(args: argparse.Namespace, settings: None = None) -> int:
     try:
         require_torch()
         from omnivec.finetune.config import config_from_args
-        from omnivec.finetune.train import finetune
+        from omnivec.finetune.train import dist_info, finetune
 
         config = config_from_args(args)
         result = finetune(config, log=lambda message: print(message, file=sys.stderr))
     except (ExportError, ValueError, FileNotFoundError) as exc:
         print(f"omnivec finetune: error: {exc}", file=sys.stderr)
         return 2
-    if os.environ.get("RANK", "0") != "0":
+    if dist_info()[0] != 0:
         return 0  # under torchrun, rank 0 reports
     last = result.history[-1]["metrics"] if result.history else {}
     summary = {"out": str(result.out), "bundle": str(result.bundle) if result.bundle else None, "steps": result.steps, "final": last}

@@ -9,7 +9,8 @@ from starlette.datastructures import UploadFile
 from ..errors import ErrorCode, OmnivecError
 from ..index.store import CollectionInfo
 from ..index.vector_options import VectorOptions
-from ..services.collections import CollectionService, ItemError, ItemSpec, split_payload, user_payload
+from ..services.collections import CollectionService, ItemError, ItemSpec
+from ..services.payloads import split_payload, user_payload
 from ..services.dimensions import MODEL_DIM_KEY
 from ..services.inputs import RawInput
 from ..services.search import combined_filter

@@ -62,22 +62,23 @@ async def _parse(request: Request) -> tuple[SearchQuery, SearchOptions]:
         return SearchQuery(body.query.kind, getattr(body.query, body.query.kind)), _options(body)  # type: ignore[arg-type]
     limits = request.app.state.settings.limits
     form = await read_form(request, 2)
-    query: SearchQuery | None = None
+    upload: tuple[str, bytes, str] | None = None  # (modality, bytes, label): the query, made once the params are checked
     params: dict = {}
     for key, value in form.multi_items():
-        if key in ("image", "audio") and query is None:
+        if key in ("image", "audio") and upload is None:
             label = upload_label(f"query.{key}", value)
             modality, data = await read_upload(value, label, limits)  # type: ignore[arg-type]
-            query = SearchQuery(modality, data, label)  # type: ignore[arg-type]
+            upload = (modality, data, label)
         elif key == "params":
             params = form_json(value, "params", dict)
         else:
             raise OmnivecError(
                 ErrorCode.UNKNOWN_FIELD, f"unknown form field {key!r}; send one `image` or `audio` file part and optionally `params` (JSON)"
             )
-    if query is None:
+    if upload is None:
         raise OmnivecError(ErrorCode.EMPTY_REQUEST, "no file part: a multipart search uploads the query as an `image` or `audio` part")
-    return query, _options(validated(SearchOptionsIn, params, "params"))
+    body = validated(SearchOptionsIn, params, "params")
+    return SearchQuery(*upload), _options(body)  # type: ignore[arg-type]
 
 
 @router.post(

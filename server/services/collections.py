@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, TypeVar
 from ..bundle import Manifest
 from ..errors import ErrorCode, OmnivecError
 from ..ids import content_id
-from ..index.store import RESERVED_PREFIX, CollectionInfo, CollectionMeta, IndexStore, Point
+from ..index.store import CollectionInfo, CollectionMeta, IndexStore, Point
 from ..index.vector_options import VectorOptions
 from .dimensions import MODEL_DIM_KEY, check_dimensions, fit_to_collection, nested_warning
 from .index_builder import IndexBuilder
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 from .models import LoadedModel, ModelRegistry
+from .payloads import MODALITY_KEY
 
 if TYPE_CHECKING:  # pragma: no cover
     from .media_keeper import KeptMedia, MediaKeeper
 
-MODALITY_KEY = "modality"
 DIMENSIONS_WARNING_KEY = "dimensions_warning"  # collection metadata: why its prefix length may lose quality
 KEEP_MEDIA_KEY = "keep_media"  # collection metadata: keep previews/originals of its items (absent: yes)
 PAYLOAD_INDEXES_KEY = "payload_indexes"  # collection metadata: its payload indexes, so a re-embed's new collection gets them too
@@ -74,11 +74,6 @@ class AddResult:
 async def run_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking store call off the event loop (the index layer raises the error table's errors itself)."""
     return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def model_for(models: ModelRegistry, meta: CollectionMeta, action: str) -> LoadedModel:
-    """The loaded model of the collection's space; 409 space_mismatch naming the model to load otherwise."""
-    return models.for_space(meta.space_id, meta.model, meta.name, action)
 
 
 def prefix_metadata(dim: int, manifest: Manifest) -> dict:
@@ -130,25 +125,6 @@ class WriteGate:
                 self._cond.notify_all()
 
 
-def user_payload(payload: Any, label: str) -> dict:
-    """Check a client payload: a JSON object whose keys the API does not reserve."""
-    if payload is None:
-        return {}
-    if not isinstance(payload, Mapping):
-        raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label}.payload must be a JSON object, got {type(payload).__name__}")
-    for key in payload:
-        if key == MODALITY_KEY or str(key).startswith(RESERVED_PREFIX):
-            raise OmnivecError(
-                ErrorCode.INVALID_REQUEST,
-                f"{label}.payload key {key!r} is reserved (the API stores the item's modality under {MODALITY_KEY!r}); rename it",
-            )
-    return dict(payload)
-
-
-def split_payload(stored: dict | None) -> tuple[str | None, dict]:
-    """Stored payload -> (modality, the user's payload)."""
-    payload = dict(stored or {})
-    return payload.pop(MODALITY_KEY, None), payload
 
 
 class CollectionService:
@@ -233,7 +209,7 @@ class CollectionService:
     async def compatible(self, name: str, action: str) -> tuple[CollectionMeta, LoadedModel]:
         """The collection's (cached) metadata and the loaded model of its space (409 when none is)."""
         meta = await run_store(self.store.describe, name)
-        return meta, model_for(self.models, meta, action)
+        return meta, self.models.for_collection(meta, action)
 
     # -- items ----------------------------------------------------------------------------------
 

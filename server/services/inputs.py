@@ -48,7 +48,7 @@ class Resolved:
 
 
 class InputResolver:
-    """Decodes base64, downloads URLs (through the guarded fetcher) and checks sizes."""
+    """Decodes base64 and downloads URLs (through the guarded fetcher), checking their sizes; bytes arrive checked."""
 
     def __init__(self, fetcher: UrlFetcher, limits: LimitsSettings) -> None:
         self.fetcher = fetcher
@@ -64,10 +64,9 @@ class InputResolver:
             modality, data = await self.fetcher.fetch_media(raw.value, raw.label, MEDIA_MODALITIES)
             check_size(data, modality, raw.label, self.limits.max_bytes(modality))
             return Resolved(modality, data, raw.label)  # type: ignore[arg-type]
-        max_bytes = self.limits.max_bytes(raw.kind)
-        if isinstance(raw.value, bytes):  # an upload
-            check_size(raw.value, raw.kind, raw.label, max_bytes)
+        if isinstance(raw.value, bytes):  # checked where it came in: an upload capped while read (api/bodies.read_upload), a kept original, a demo file
             return Resolved(raw.kind, raw.value, raw.label)
+        max_bytes = self.limits.max_bytes(raw.kind)
         if isinstance(raw.value, str) and raw.value.startswith(("http://", "https://")):
             raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{raw.label} is a URL; pass it as {{\"url\": ...}} instead of \"{raw.kind}\"")
         return Resolved(raw.kind, decode_media_string(raw.value, raw.kind, raw.label, max_bytes), raw.label)

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Literal
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Literal
 
 from ..bundle import BundleError, Manifest, ModelBundle
 from ..errors import ErrorCode, OmnivecError
@@ -25,6 +25,9 @@ from ..metrics import Metrics
 from ..settings import Settings
 from .embedding import EmbeddingService
 from .zero_shot import ZeroShotClassifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..index.store import CollectionMeta
 
 log = logging.getLogger("omnivec.models")
 
@@ -124,6 +127,10 @@ class ModelRegistry:
                 "or load it with POST /v1/models",
             )
         return found
+
+    def for_collection(self, meta: "CollectionMeta", action: str) -> LoadedModel:
+        """The ready model of the collection's space (what adds and model queries use); 409 naming the model to load otherwise."""
+        return self.for_space(meta.space_id, meta.model, meta.name, action)
 
     def for_space(self, space_id: str, model: str, collection: str, action: str) -> LoadedModel:
         """The ready model embedding into `space_id`; 409 naming the model to load otherwise."""

@@ -27,10 +27,11 @@ from ..errors import ErrorCode, OmnivecError
 from ..index.aliases import Physical
 from ..index.errors import CollectionNotFound
 from ..index.store import IndexStore, Point
-from .collections import DIMENSIONS_WARNING_KEY, MODALITY_KEY, PAYLOAD_INDEXES_KEY, CollectionService, Mirror, prefix_metadata, run_store
+from .collections import DIMENSIONS_WARNING_KEY, PAYLOAD_INDEXES_KEY, CollectionService, Mirror, prefix_metadata, run_store
 from .dimensions import MODEL_DIM_KEY, fit_to_collection
 from .inputs import InputResolver, RawInput, Resolved, embed_each
 from .models import LoadedModel, ModelRegistry
+from .payloads import MODALITY_KEY
 
 log = logging.getLogger("omnivec.reembed")
 

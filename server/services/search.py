@@ -18,10 +18,11 @@ import numpy as np
 from ..errors import ErrorCode, OmnivecError
 from ..index.filters import FilterNode, HasId, MatchValue, parse_filter
 from ..index.store import IndexStore
-from .collections import MODALITY_KEY, model_for, run_store, split_payload
+from .collections import run_store
 from .dimensions import fit_to_collection
 from .inputs import InputResolver, RawInput, embed_all
 from .models import ModelRegistry
+from .payloads import MODALITY_KEY, split_payload
 
 QueryKind = Literal["text", "image", "audio", "url", "id", "vector"]
 
@@ -71,27 +72,26 @@ class SearchService:
         self.resolver = resolver
 
     async def query_vector(self, name: str, query: SearchQuery, shown_as: str | None = None) -> Sequence[float] | np.ndarray:
-        """The vector to search with: embedded, looked up by id, or given (`shown_as`: the name messages use)."""
-        if query.kind == "vector":
-            return query.value
-        if query.kind == "id":
+        """The vector to search with: looked up by id, given, or embedded by the collection's model; a model-length
+        vector is cut to a prefix collection's length (`shown_as`: the name messages use)."""
+        if query.kind == "id":  # a stored item's vector already has the collection's length
             points = await run_store(self.store.retrieve, name, [query.value], with_vectors=True)
             if not points:
                 raise OmnivecError(ErrorCode.ITEM_NOT_FOUND, f"collection {shown_as or name!r} has no item {query.value!r}")
             return points[0].vector
         meta = await run_store(self.store.describe, name)
-        model = model_for(self.models, dataclasses.replace(meta, name=shown_as or meta.name), "search")
+        if query.kind == "vector":
+            return fit_to_collection(query.value, meta)
+        model = self.models.for_collection(dataclasses.replace(meta, name=shown_as or meta.name), "search")
         label = query.label or f"query.{query.kind}"
         resolved = await self.resolver.resolve_all([RawInput(query.kind, query.value, label)])  # type: ignore[arg-type]
         async with self.models.lease(model) as embedding:
-            return (await embed_all(embedding, resolved))[0]
+            return fit_to_collection((await embed_all(embedding, resolved))[0], meta)
 
     async def search(self, name: str, query: SearchQuery, options: SearchOptions) -> list[SearchHit]:
         flt = combined_filter(options.filter, options.modality, query.value if query.kind == "id" else None)
         physical = await run_store(self.store.resolve, name)  # one collection from start to end, even if a re-embed swaps the name meanwhile
         vector = await self.query_vector(physical, query, shown_as=name)
-        if query.kind != "id":  # a stored item's vector already has the collection's length
-            vector = fit_to_collection(vector, await run_store(self.store.describe, physical))
         try:
             hits = await run_store(
                 self.store.search,

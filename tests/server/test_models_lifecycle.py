@@ -205,6 +205,10 @@ def test_admin_key_guards_loading_and_unloading(tiny_bundle, tiny_b_bundle, tmp_
         assert_error(upload(_archive(tiny_b_bundle, tmp_path, escape=True)), 422, "invalid_bundle")
         assert not (tmp_path / "data" / "outside.json").exists()
         assert_error(upload(archive, kind="text/plain"), 415, "unsupported_media_type")
+        for bad_name in ("../outside", ".hidden", "a/b"):  # the name becomes a directory under data_dir/models: never a path out of it
+            refused = httpx.post(f"{url}/v1/models/upload", params={"name": bad_name}, content=archive, headers={**admin, "content-type": "application/gzip"}, timeout=60)
+            assert_error(refused, 422, "invalid_request", "letters, digits")
+        assert not (tmp_path / "data" / "outside").exists()
         accepted = upload(archive)
         assert accepted.status_code == 202 and accepted.json()["name"] == "uploaded", accepted.text
         deadline = time.monotonic() + 120
