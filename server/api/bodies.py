@@ -119,10 +119,10 @@ async def read_upload(value: UploadFile | str, label: str, limits: LimitsSetting
         raise OmnivecError(ErrorCode.INVALID_REQUEST, f"{label} must be a file part; send {what} in a JSON body instead")
     if modality is not None:
         check_content_type(value.content_type, modality, label)
-    cap = limits.max_bytes(modality) if modality else max(limits.max_bytes(m) for m in MEDIA_MODALITIES)
-    data = await value.read(cap + 1)
+    caps = {m: limits.max_bytes(m) for m in MEDIA_MODALITIES}
+    data = await value.read((caps[modality] if modality else max(caps.values())) + 1)
     modality = modality or detect_modality(value.content_type, value.filename, data, label)
-    check_size(data, modality, label, limits.max_bytes(modality))
+    check_size(data, modality, label, caps[modality])
     return modality, data
 
 
