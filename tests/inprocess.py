@@ -6,8 +6,10 @@ still going through real HTTP, real preprocessing and the real ONNX model.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from typing import Iterator
 
 import httpx
 import uvicorn
@@ -39,6 +41,26 @@ class InProcessServer:
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.thread.join(30)
+
+
+@contextlib.contextmanager
+def engine_server(engine: str, settings) -> Iterator[InProcessServer]:
+    """The app on `engine` ("edge": its files under settings.data_dir; "qdrant": qdrant-client in memory) behind real HTTP,
+    with `.client` (httpx, base_url set), `.engine`, `.settings` and `.store` (None for edge) attached."""
+    from omnivec.server.api.app import create_app
+
+    store = None
+    if engine == "qdrant":
+        from omnivec.server.index import QdrantIndexStore
+
+        store = QdrantIndexStore.from_settings(":memory:")
+    try:
+        with InProcessServer(create_app(settings, store=store)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+            srv.client, srv.engine, srv.settings, srv.store = client, engine, settings, store
+            yield srv
+    finally:
+        if store is not None:
+            store.close()
 
 
 class SlowEncoder:

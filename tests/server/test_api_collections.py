@@ -17,7 +17,7 @@ import pytest
 
 from omnivec.server.api.app import create_app
 from omnivec.server.settings import Settings
-from tests.inprocess import InProcessServer
+from tests.inprocess import InProcessServer, engine_server
 from tests.media import encode, scene
 from tests.media_server import MediaServer
 from tests.http_checks import assert_error
@@ -47,18 +47,8 @@ def api(request, tiny_bundle, tmp_path_factory, media):
     settings.fetch.allow_private = ["127.0.0.1/32"]
     settings.fetch.read_timeout_s = 0.5
     settings.fetch.max_bytes = 500_000
-    store = None
-    if request.param == "qdrant":
-        from omnivec.server.index import QdrantIndexStore
-
-        store = QdrantIndexStore.from_settings(":memory:")
-    with InProcessServer(create_app(settings, store=store)) as srv:
-        srv.client = httpx.Client(base_url=srv.url, timeout=30)
-        srv.engine, srv.settings, srv.store = request.param, settings, store
+    with engine_server(request.param, settings) as srv:
         yield srv
-        srv.client.close()
-    if store is not None:
-        store.close()
 
 
 @pytest.fixture

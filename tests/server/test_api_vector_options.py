@@ -12,10 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
-from omnivec.server.api.app import create_app
 from omnivec.server.settings import Settings
 from tests.http_checks import assert_error
-from tests.inprocess import InProcessServer
+from tests.inprocess import engine_server
 
 DIM = 64
 TEXTS = ["a red disk on a gradient", "a blue square", "a quiet river at dawn", "mountain road", "city lights at night", "a small boat"]
@@ -28,18 +27,8 @@ def api(request, tiny_bundle, tmp_path_factory):
     settings.model.intra_op_threads = 1
     settings.server.preprocess_threads = 1
     settings.index.search_threads = 1
-    store = None
-    if request.param == "qdrant":
-        from omnivec.server.index import QdrantIndexStore
-
-        store = QdrantIndexStore.from_settings(":memory:")
-    with InProcessServer(create_app(settings, store=store)) as srv:
-        srv.client = httpx.Client(base_url=srv.url, timeout=30)
-        srv.engine = request.param
+    with engine_server(request.param, settings) as srv:
         yield srv
-        srv.client.close()
-    if store is not None:
-        store.close()
 
 
 @pytest.fixture
