@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import omnivec
 
 from ..bundle import BundleError, ModelBundle
-from ..errors import ErrorCode, OmnivecError, status_code
 from ..fetch import UrlFetcher
 from ..index import IndexStore, open_store
 from ..metrics import Metrics
@@ -39,184 +31,15 @@ from ..settings import Settings
 from . import routes_classify, routes_collections, routes_embed, routes_media, routes_openai, routes_page, routes_reembed, routes_search, routes_system
 from .admission import Admission
 from .auth import ApiKeyAuth, parse_keys
-from .bodies import error_text
+from .error_handlers import install_error_handlers, send_error
+from .middleware import BodySizeLimit, RequestMetrics
 from .routes_collections import FileItemMeta
 from .routes_system import UPLOAD_PATH
-from .routes_openai import OPENAI_PATHS, openai_error_body, served_model_names
+from .routes_openai import served_model_names
 from .schemas import LIMIT, AddItemsRequest, ClassifyOptionsIn, ClassifyRequest, EmbedRequest, ErrorResponse, SearchOptionsIn, SearchRequest
 from .schemas_openai import EmbeddingsRequest, OpenAIErrorResponse
 
 log = logging.getLogger("omnivec")
-
-
-class BodySizeLimit:
-    """Refuse bodies over the limit with 413, from Content-Length up front or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.per_path = per_path or {}  # routes with a limit of their own (bundle uploads)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope.get("path") in self.per_path:
-            await BodySizeLimit(self.app, self.per_path[scope["path"]])(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_error(send, self._error(int(declared)), scope)
-            return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise self._error(seen)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _error(self, size: int) -> OmnivecError:
-        return OmnivecError(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"request body of {size}+ bytes is over the limit of {self.max_bytes}; split it into smaller requests "
-            "(or raise OMNIVEC_LIMITS__MAX_REQUEST_BYTES; bundle uploads: OMNIVEC_LIMITS__MAX_BUNDLE_UPLOAD_BYTES)",
-        )
-
-
-class RequestMetrics:
-    """Count requests by route template (not raw path: ids must not explode label cardinality)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.monotonic()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(path, scope.get("method", ""), str(status)).inc()
-            self.metrics.request_latency.labels(path).observe(time.monotonic() - started)
-
-
-def error_response(path: str, exc: OmnivecError, request_id: str | None = None) -> JSONResponse:
-    """An error in the API's shape, or in OpenAI's on the OpenAI-compatible routes (so OpenAI clients surface it)."""
-    body = openai_error_body(exc) if path in OPENAI_PATHS else exc.to_body(request_id=request_id)
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-
-async def _send_error(send: Send, exc: OmnivecError, scope: Scope | None = None) -> None:
-    response = error_response((scope or {}).get("path", ""), exc)
-    await response({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never reads
-    return {"type": "http.disconnect"}
-
-
-def request_id(request: Request) -> str:
-    """The caller's X-Request-ID if it sent one, else a fresh id: the key to this request's log lines."""
-    given = request.headers.get("x-request-id", "")
-    return given[:64] if given.isprintable() and given.strip() else uuid.uuid4().hex
-
-
-def _flat_routes(app: FastAPI) -> list:
-    """Every route, with included routers expanded (FastAPI >= 0.16x keeps them as one entry each)."""
-    from fastapi import routing
-
-    if hasattr(routing, "iter_route_contexts"):
-        return list(routing.iter_route_contexts(app.routes))
-    return list(app.routes)
-
-
-def allowed_methods(request: Request) -> list[str]:
-    """The methods of the path's resource, for `Allow` on a 405.
-
-    Several routes can match one URL (GET and DELETE on /v1/collections/{name} are two routes, and
-    .../items/{item_id:path} also matches .../items/scroll); as in OpenAPI, a concrete template wins over
-    a more templated one, and the methods of the equally concrete matches are joined.
-    """
-    found: dict[int, set[str]] = {}
-    for route in _flat_routes(request.app):
-        methods = getattr(route, "methods", None)
-        if not methods or route.matches(request.scope)[0] == Match.NONE:
-            continue
-        found.setdefault(route.path.count("{"), set()).update(methods)
-    return sorted(found[min(found)]) if found else []
-
-
-def _validation_message(request: Request, exc: RequestValidationError) -> str:
-    parts = []
-    for e in exc.errors()[:5]:
-        where = ".".join(str(p) for p in e.get("loc", ()))
-        if e.get("type") == "json_invalid":  # FastAPI's JSON parse error: the reason is in ctx
-            parts.append(f"the body is not acceptable JSON: {(e.get('ctx') or {}).get('error', 'JSON decode error')}")
-        else:
-            what = "label set" if request.url.path.startswith("/v1/labelsets") or where.endswith("labelset") else "collection"
-            parts.append(f"{where}: {error_text(e).replace('invalid name', f'invalid {what} name')}")
-    return "; ".join(parts)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(OmnivecError)
-    async def omnivec_error(request: Request, exc: OmnivecError) -> JSONResponse:
-        return error_response(request.url.path, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        code = ErrorCode.UNKNOWN_FIELD if errors and all(e.get("type") == "extra_forbidden" for e in errors) else ErrorCode.INVALID_REQUEST
-        err = OmnivecError(code, _validation_message(request, exc) or "invalid request")
-        return error_response(request.url.path, err)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Framework errors (routing, form parsing) mapped onto the error table, so the status matches the code."""
-        path = request.url.path
-        if exc.status_code == 404:
-            err = OmnivecError(ErrorCode.NOT_FOUND, f"no route {request.method} {path}; see /docs")
-        elif exc.status_code == 405:
-            allowed = allowed_methods(request)
-            err = OmnivecError(
-                ErrorCode.METHOD_NOT_ALLOWED,
-                f"{request.method} is not allowed on {path}; it accepts {', '.join(allowed)} (see /docs)",
-                headers={"Allow": ", ".join(allowed)},
-            )
-        elif str(exc.detail).startswith("Too many"):  # multipart: more files or fields than the limit
-            err = OmnivecError(ErrorCode.TOO_MANY_INPUTS, f"{exc.detail}; split the request")
-        else:
-            err = OmnivecError(status_code(exc.status_code), str(exc.detail), headers=getattr(exc, "headers", None))
-        return error_response(path, err)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        rid = request_id(request)
-        log.error("unhandled error in %s %s [request %s]", request.method, request.url.path, rid, exc_info=exc)
-        err = OmnivecError(
-            ErrorCode.INTERNAL,
-            f"internal error ({exc.__class__.__name__}); the server logged the details under request id {rid}",
-            headers={"X-Request-ID": rid},
-        )
-        return error_response(request.url.path, err, request_id=rid)
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -365,7 +188,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     for name in _INDEX_STATE:
         setattr(app.state, name, None)
     app.state.metrics = service.metrics if service is not None and service.metrics is not None else Metrics()
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.include_router(routes_system.router)
     app.include_router(routes_embed.router)
     app.include_router(routes_openai.router)
@@ -377,7 +200,7 @@ def create_app(settings: Settings | None = None, service: EmbeddingService | Non
     app.include_router(routes_page.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes, per_path={UPLOAD_PATH: settings.limits.max_bundle_upload_bytes})
     if keys := parse_keys(settings.server.api_keys):  # admin keys are API keys too
-        app.add_middleware(ApiKeyAuth, keys=keys + parse_keys(settings.server.admin_keys), send_error=_send_error)  # before the body is read
+        app.add_middleware(ApiKeyAuth, keys=keys + parse_keys(settings.server.admin_keys), send_error=send_error)  # before the body is read
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts 401s and 413s too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
