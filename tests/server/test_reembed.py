@@ -218,3 +218,32 @@ def test_reembed_keeps_the_collections_vector_options(tmp_path, tiny_bundle, tin
         assert len(stored["vector"]) == dim // 2
         hits = httpx.post(f"{url}/v1/collections/short/search", json={"query": {"text": TEXTS[3]}, "top_k": 3}, timeout=30).json()["results"]
         assert hits[0]["id"] == "t3"
+
+
+@pytest.mark.parametrize("engine", ["edge", "qdrant"])
+def test_reembed_into_another_architecture_with_another_dim(engine, tmp_path, tiny_bundle, mini_text_bundle):
+    """omnivec-tiny (image + text) -> omnivec-mini's text tower alone (MiniLM, another dim): texts move, and an
+    image the new model cannot embed is listed in `errors` with its id while everything else is swapped in."""
+    index = {"engine": "qdrant", "qdrant_url": ":memory:"} if engine == "qdrant" else {"engine": "edge"}
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        model={"bundle": tiny_bundle, "bundles": [f"minitext={mini_text_bundle}"], "intra_op_threads": 1},
+        index={**index, "reembed_page": 8, "search_threads": 1},
+        server={"preprocess_threads": 1},
+    )
+    with InProcessServer(create_app(settings)) as server:
+        url = server.url
+        models = {m["name"]: m for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
+        assert models["minitext"]["dim"] != models["omnivec-tiny"]["dim"]
+        _fill(url, "mixed", TEXTS[:20], images=1)
+        assert httpx.post(f"{url}/v1/collections/mixed/reembed", json={"model": "minitext"}, timeout=30).status_code == 202
+        status = _wait(url, "mixed", timeout=300)
+        assert status["state"] == "done", status
+        assert [e["id"] for e in status["errors"]] == ["img0"] and status["errors"][0]["code"] == "modality_not_served", status["errors"]
+        after = httpx.get(f"{url}/v1/collections/mixed", timeout=10).json()
+        assert after["space_id"] == models["minitext"]["space_id"] and after["dim"] == models["minitext"]["dim"]
+        assert after["count"] == 20  # the item the new model cannot embed is not in the new space (it is listed above)
+        hits = httpx.post(f"{url}/v1/collections/mixed/search", json={"query": {"text": TEXTS[7]}, "top_k": 1}, timeout=60).json()["results"]
+        assert hits[0]["id"] == "t7" and hits[0]["score"] > 0.999
+        old = httpx.get(f"{url}/v1/collections/mixed.r0", timeout=10).json()
+        assert old["count"] == 21 and old["space_id"] == models["omnivec-tiny"]["space_id"]
