@@ -91,6 +91,7 @@ class EmbeddingService:
         self.bundle = bundle
         self.settings = settings
         self.manifest = bundle.manifest
+        self.name = self.manifest.model_name  # the name it is served under (ModelRegistry sets it)
         self._preprocess_pool = ThreadPoolExecutor(settings.server.preprocess_threads, thread_name_prefix="omnivec-pre")
         self._inference_pool = ThreadPoolExecutor(settings.server.inference_threads, thread_name_prefix="omnivec-infer")
         self.encoders: dict[str, Encoder] = encoders if encoders is not None else load_encoders(bundle, settings, on_tower)
@@ -136,7 +137,7 @@ class EmbeddingService:
             served = ", ".join(self.modalities) or "none"
             raise OmnivecError(
                 ErrorCode.MODALITY_NOT_SERVED,
-                f"model {self.manifest.model_name!r} has no {modality} tower (it serves: {served}); "
+                f"model {self.name!r} has no {modality} tower (it serves: {served}); "
                 f"load a bundle exported with --towers including {modality}",
             )
 

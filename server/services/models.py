@@ -62,6 +62,7 @@ class LoadedModel:
     task: "asyncio.Task | None" = None
 
     def ready(self, service: EmbeddingService) -> None:
+        service.name = self.name  # messages name the model as clients call it, not by its manifest
         self.service, self.classifier = service, ZeroShotClassifier(service)
         self.space_id, self.manifest = service.manifest.space_id, service.manifest
         self.state, self.progress = "ready", "ready"

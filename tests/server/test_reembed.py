@@ -240,6 +240,7 @@ def test_reembed_into_another_architecture_with_another_dim(engine, tmp_path, ti
         status = _wait(url, "mixed", timeout=300)
         assert status["state"] == "done", status
         assert [e["id"] for e in status["errors"]] == ["img0"] and status["errors"][0]["code"] == "modality_not_served", status["errors"]
+        assert "minitext" in status["errors"][0]["message"]  # the name clients use, not the manifest's
         after = httpx.get(f"{url}/v1/collections/mixed", timeout=10).json()
         assert after["space_id"] == models["minitext"]["space_id"] and after["dim"] == models["minitext"]["dim"]
         assert after["count"] == 20  # the item the new model cannot embed is not in the new space (it is listed above)
