@@ -175,6 +175,8 @@ class EngineStore(ABC):
 
     def resolve(self, name: str) -> Physical:
         """The physical collection `name` stands for now; pass it on to pin one request to one collection."""
+        if isinstance(name, Physical):  # already resolved (and checked) by this store
+            return name
         validate_collection_name(name)
         return self._names.resolve(name)
 
@@ -215,8 +217,7 @@ class EngineStore(ABC):
         return CollectionInfo.of(meta, 0)
 
     def describe(self, name: str) -> CollectionMeta:
-        validate_collection_name(name)
-        target = self._names.resolve(name)
+        target = self.resolve(name)
         with self._metas_lock:
             cached = self._metas.get(target)
         if cached is not None and (self.meta_ttl_s is None or time.monotonic() - cached[1] < self.meta_ttl_s):

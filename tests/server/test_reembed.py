@@ -44,6 +44,13 @@ def _fill(url: str, name: str, texts: list[str], images: int = 0) -> None:
         assert r.status_code == 200 and r.json()["errors"] == [], r.text
 
 
+def _until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the concurrent clients made no progress"
+        time.sleep(0.02)
+
+
 def _wait(url: str, name: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,14 +104,15 @@ def test_reembed_swaps_under_concurrent_searches_and_adds(engine, tmp_path, tiny
         for t in threads:
             t.start()
         try:
-            time.sleep(0.2)
+            _until(lambda: len(added) >= 1 and len(searches) >= 2)  # load already running (not a fixed sleep: CI machines are slow at times)
             started = httpx.post(f"{url}/v1/collections/docs/reembed", json={"model": B}, timeout=30)
             assert started.status_code == 202, started.text
             assert started.json()["state"] == "running" and started.json()["building"] == "docs.r1"
             assert_error(httpx.delete(f"{url}/v1/models/{B}", timeout=30), 409, "model_conflict", "re-embedding")
             assert_error(httpx.post(f"{url}/v1/collections/docs/reembed", json={"model": B}, timeout=30), 409, "reembed_conflict")
             status = _wait(url, "docs")
-            time.sleep(0.3)  # searches and adds go on after the swap too
+            at_swap = len(added), len(searches)
+            _until(lambda: len(added) > at_swap[0] + 1 and len(searches) > at_swap[1] + 2)  # searches and adds go on after the swap too
         finally:
             stop.set()
             for t in threads:
