@@ -145,13 +145,23 @@ def test_load_and_unload_under_concurrent_requests_drop_nothing(two_models, tiny
     for t in threads:
         t.start()
     try:
+        def seen(status: int) -> int:
+            with lock:
+                return sum(o[0] == B and o[1] == status for o in outcomes)
+
+        def until_more(status: int) -> None:  # progress made by the clients, not a fixed sleep (CI machines are slow at times)
+            target, deadline = seen(status) + 1, time.monotonic() + 60
+            while seen(status) < target:
+                assert time.monotonic() < deadline, f"no {status} for {B} within 60 s"
+                time.sleep(0.02)
+
         for _ in range(3):
-            time.sleep(0.3)
+            until_more(200)
             assert httpx.delete(f"{url}/v1/models/{B}", timeout=60).status_code == 200
-            time.sleep(0.3)
+            until_more(404)
             assert httpx.post(f"{url}/v1/models", json={"bundle": str(tiny_b_bundle), "name": B}, timeout=30).status_code == 202
             assert _wait_ready(url, B)["state"] == "ready"
-        time.sleep(0.3)
+        until_more(200)
     finally:
         stop.set()
         for t in threads:
