@@ -59,11 +59,12 @@ SMALL = "scale-small"  # the same setting at N/10, for the growth ratio
 
 
 def parse_setting(spec: str) -> tuple[str, VectorOptions]:
-    """`int8`, `binary:8` (oversampling 8), `int8+disk` (on_disk) -> (row label, options)."""
-    name, disk = spec.split("+")[0], spec.endswith("+disk")
+    """`int8`, `binary:8` (oversampling 8), `int8+disk` (on_disk), `int8@ef128` (search beam width 128) -> (row label, options)."""
+    spec_no_ef, _, ef = spec.partition("@ef")
+    name, disk = spec_no_ef.split("+")[0], spec_no_ef.endswith("+disk")
     quant, _, over = name.partition(":")
-    opts = VectorOptions(quant, float(over) if over else None, on_disk=disk)  # type: ignore[arg-type]
-    return spec.replace(":", "_os").replace("+", "_"), opts
+    opts = VectorOptions(quant, float(over) if over else None, on_disk=disk, hnsw_ef=int(ef) if ef else None)  # type: ignore[arg-type]
+    return spec.replace(":", "_os").replace("+", "_").replace("@", "_"), opts
 
 
 def size_label(n: int) -> str:
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dims", default="384,512", help="comma list of model dims (default 384 = omnivec-mini, and 512)")
     ap.add_argument(
         "--quantizations", default="none,int8,binary",
-        help="comma list of settings: none, int8, binary, optionally :OVERSAMPLING and +disk (on_disk), e.g. binary:8,int8+disk",
+        help="comma list of settings: none, int8, binary, optionally :OVERSAMPLING, +disk (on_disk) and @efN (search beam width), e.g. binary:8,int8+disk,int8@ef128",
     )
     ap.add_argument("--queries", type=int, default=None, help="queries per setting (default 300; quick 100)")
     ap.add_argument("--clusters", type=int, default=200, help="mixture components (default 200)")

@@ -76,7 +76,7 @@ def vectors_out(info: CollectionInfo) -> CollectionVectorsOut:
         quantization=opts.quantization,
         oversampling=opts.effective_oversampling,
         on_disk=opts.on_disk,
-        hnsw=HnswOut(m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct),
+        hnsw=HnswOut(m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct, ef=opts.hnsw_ef),
     )
 
 
@@ -111,7 +111,7 @@ def collection_out(info: CollectionInfo, service: CollectionService) -> Collecti
 async def create_collection(request: Request, body: CreateCollectionIn) -> CollectionOut:
     service = _service(request)
     hnsw = body.hnsw or HnswIn()
-    vectors = VectorOptions(body.quantization, body.oversampling, body.on_disk, hnsw.m, hnsw.ef_construct)
+    vectors = VectorOptions(body.quantization, body.oversampling, body.on_disk, hnsw.m, hnsw.ef_construct, hnsw.ef)
     info = await service.create(
         body.name,
         body.description,

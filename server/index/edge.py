@@ -218,11 +218,13 @@ class EdgeIndexStore(EngineStore):
         )
 
     def _search_params(self, vectors: VectorOptions) -> "qe.SearchParams | None":
-        """Quantised collections: oversample on the compact copy, then rescore with the float vectors."""
+        """The collection's beam width (else the store's); quantised collections oversample on the compact copy,
+        then rescore with the float vectors."""
+        ef = vectors.hnsw_ef or (self._params.hnsw_ef if self._params else None)
         if not vectors.quantized:
-            return self._params
+            return qe.SearchParams(hnsw_ef=ef) if ef else None
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling)
-        return qe.SearchParams(hnsw_ef=self._params.hnsw_ef if self._params else None, quantization=quant)
+        return qe.SearchParams(hnsw_ef=ef, quantization=quant)
 
     def _open_existing(self, d: Path) -> None:
         meta = json.loads((d / META_FILE).read_text())

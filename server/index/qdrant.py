@@ -178,7 +178,7 @@ class QdrantIndexStore(EngineStore):
     def _engine_check_options(self, vectors: VectorOptions) -> None:
         """qdrant-client's local mode searches every vector exactly, in RAM, and drops quantisation and
         HNSW settings: refuse them rather than report a configuration that is not there."""
-        if self._local and (vectors.quantized or vectors.on_disk or vectors.hnsw_m or vectors.hnsw_ef_construct):
+        if self._local and (vectors.quantized or vectors.on_disk or vectors.hnsw_m or vectors.hnsw_ef_construct or vectors.hnsw_ef):
             raise InvalidRequest(
                 "this index engine is qdrant-client's local mode (exact in-memory search, for tests), which cannot quantise, keep "
                 "vectors on disk or shape an HNSW graph; drop quantization/on_disk/hnsw, or use the embedded engine "
@@ -295,10 +295,12 @@ def qdrant_collection_config(dim: int, vectors: VectorOptions) -> dict[str, Any]
 
 
 def qdrant_search_params(vectors: VectorOptions) -> Any:
-    """Quantised collections: oversample on the compact copy, rescore with the float vectors; else None."""
-    if not vectors.quantized:
+    """The collection's beam width; quantised collections oversample on the compact copy and rescore with the
+    float vectors; None when neither applies (the server's defaults)."""
+    quant = m.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling) if vectors.quantized else None
+    if quant is None and not vectors.hnsw_ef:
         return None
-    return m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling))
+    return m.SearchParams(hnsw_ef=vectors.hnsw_ef, quantization=quant)
 
 
 def _grpc_status(exc: Exception) -> str | None:

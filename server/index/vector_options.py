@@ -30,13 +30,15 @@ OVERSAMPLING_RANGE = (1.0, 16.0)
 
 @dataclass(frozen=True)
 class VectorOptions:
-    """`hnsw_m`/`hnsw_ef_construct` None: the engine's default (for Edge: `index.hnsw_m`/`hnsw_ef_construct`)."""
+    """`hnsw_m`/`hnsw_ef_construct`/`hnsw_ef` None: the engine's default (for Edge: `index.hnsw_m`/`hnsw_ef_construct`/`hnsw_ef`).
+    `hnsw_ef` is the search-time beam width: wider finds more of the true neighbours in a large graph, at some latency."""
 
     quantization: Quantization = "none"
     oversampling: float | None = None
     on_disk: bool = False
     hnsw_m: int | None = None
     hnsw_ef_construct: int | None = None
+    hnsw_ef: int | None = None
 
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATIONS:
@@ -49,6 +51,8 @@ class VectorOptions:
             _check_range("hnsw.m", self.hnsw_m, HNSW_M_RANGE)
         if self.hnsw_ef_construct is not None:
             _check_range("hnsw.ef_construct", self.hnsw_ef_construct, HNSW_EF_RANGE)
+        if self.hnsw_ef is not None:
+            _check_range("hnsw.ef", self.hnsw_ef, HNSW_EF_RANGE)
 
     @property
     def quantized(self) -> bool:
@@ -71,7 +75,7 @@ class VectorOptions:
         """What a collection stored; absent (collections made before these options) is the default."""
         if not raw:
             return cls()
-        known = {k: raw[k] for k in ("quantization", "oversampling", "on_disk", "hnsw_m", "hnsw_ef_construct") if k in raw}
+        known = {k: raw[k] for k in ("quantization", "oversampling", "on_disk", "hnsw_m", "hnsw_ef_construct", "hnsw_ef") if k in raw}
         return cls(**known)
 
 

@@ -57,7 +57,7 @@ def test_default_collection_reports_its_vectors_and_no_warning(client):
     r = client.post("/v1/collections", json={"name": name})
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["vectors"] == {"dimensions": DIM, "model_dim": DIM, "quantization": "none", "oversampling": None, "on_disk": False, "hnsw": {"m": None, "ef_construct": None}}
+    assert body["vectors"] == {"dimensions": DIM, "model_dim": DIM, "quantization": "none", "oversampling": None, "on_disk": False, "hnsw": {"m": None, "ef_construct": None, "ef": None}}
     assert body["warnings"] == [] and body["dim"] == DIM
     client.delete(f"/v1/collections/{name}")
 
@@ -94,7 +94,7 @@ def test_dimensions_store_and_search_a_renormalised_prefix(client):
 @pytest.mark.parametrize("quantization", ["int8", "binary"])
 def test_quantised_collection_on_each_engine(client, api, quantization):
     name = _name()
-    body = {"name": name, "quantization": quantization, "on_disk": True, "hnsw": {"m": 8, "ef_construct": 64}}
+    body = {"name": name, "quantization": quantization, "on_disk": True, "hnsw": {"m": 8, "ef_construct": 64, "ef": 128}}
     r = client.post("/v1/collections", json=body)
     if api.engine == "qdrant":  # qdrant-client local mode: exact in-memory search only
         assert_error(r, 422, "invalid_request", "local mode", "quantization")
@@ -105,7 +105,7 @@ def test_quantised_collection_on_each_engine(client, api, quantization):
         return
     assert r.status_code == 201, r.text
     vectors = r.json()["vectors"]
-    assert vectors["quantization"] == quantization and vectors["on_disk"] is True and vectors["hnsw"] == {"m": 8, "ef_construct": 64}
+    assert vectors["quantization"] == quantization and vectors["on_disk"] is True and vectors["hnsw"] == {"m": 8, "ef_construct": 64, "ef": 128}
     assert vectors["oversampling"] == {"int8": 2.0, "binary": 3.0}[quantization]
     try:
         client.post(f"/v1/collections/{name}/items", json={"items": [{"text": t, "id": f"t{i}"} for i, t in enumerate(TEXTS)]})
@@ -129,7 +129,8 @@ def test_quantised_collection_on_each_engine(client, api, quantization):
         ({"oversampling": 2.0}, ["only applies to a quantised collection"]),
         ({"quantization": "int8", "oversampling": 100}, ["oversampling"]),
         ({"hnsw": {"m": 2}}, ["hnsw", "m"]),
-        ({"hnsw": {"ef": 64}}, ["ef"]),
+        ({"hnsw": {"ef": 2}}, ["ef"]),
+        ({"hnsw": {"beam": 64}}, ["beam"]),
         ({"on_disk": "yes"}, ["on_disk"]),
     ],
 )

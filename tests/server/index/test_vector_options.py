@@ -38,6 +38,7 @@ def test_defaults_are_the_old_collections():
         ({"quantization": "int8", "oversampling": 0.5}, "oversampling must be"),
         ({"hnsw_m": 2}, "hnsw.m must be"),
         ({"hnsw_ef_construct": 10**6}, "hnsw.ef_construct must be"),
+        ({"hnsw_ef": 0}, "hnsw.ef must be"),
     ],
 )
 def test_bad_options_say_what_is_allowed(kwargs, words):
@@ -83,7 +84,7 @@ def test_edge_builds_quantised_hnsw_and_rescores_with_float_vectors(tmp_path, qu
 
 
 def test_edge_keeps_options_across_restart(tmp_path):
-    opts = VectorOptions("binary", oversampling=4.0, hnsw_m=12)
+    opts = VectorOptions("binary", oversampling=4.0, hnsw_m=12, hnsw_ef=48)
     store = _edge(tmp_path / "idx")
     store.create_collection("c", DIM, "space-a", "m-1", vectors=opts)
     fill(store, "c", clustered(50, DIM))
@@ -91,6 +92,7 @@ def test_edge_keeps_options_across_restart(tmp_path):
     store = _edge(tmp_path / "idx")
     try:
         assert store.describe("c").vectors == opts
+        assert store._search_params(opts).hnsw_ef == 48  # the collection's beam width reaches the engine's search
         assert store.get_collection("c").vectors == opts and store.get_collection("c").count == 50
         assert store.search("c", clustered(50, DIM)[5], top_k=1)[0].id == "p5"
     finally:
@@ -123,6 +125,9 @@ def test_qdrant_server_gets_the_options_as_collection_config():
     params = qdrant_search_params(VectorOptions("int8", oversampling=2.5))
     assert params.quantization.rescore is True and params.quantization.oversampling == 2.5
     assert qdrant_search_params(VectorOptions()) is None
+    wide = qdrant_search_params(VectorOptions(hnsw_ef=256))  # a wider beam alone, for recall on a large float collection
+    assert wide.hnsw_ef == 256 and wide.quantization is None
+    assert qdrant_search_params(VectorOptions("int8", hnsw_ef=256)).hnsw_ef == 256
     # As a remote store would send them (local=False skips the local-mode refusal); the client accepts every call.
     client = QdrantClient(":memory:")
     sent: list[tuple[tuple, dict]] = []
