@@ -20,7 +20,7 @@ def add_progress(total: int | None, description: str, enabled: bool) -> Iterator
         from tqdm.auto import tqdm
     except ImportError:
         raise ImportError("progress bars need tqdm: pip install 'omnivec-client[progress]'") from None
-    with tqdm(total=total, unit="items", unit_scale=True, smoothing=0.05, desc=description) as bar:
+    with tqdm(total=total, unit=" items", smoothing=0.05, desc=description) as bar:
 
         def advance(done: int, result: AddResult) -> None:
             bar.update(done)
