@@ -6,6 +6,7 @@ The same short texts are sent in the same batches to
   embed    POST /v1/embed (base64 vectors), `--connections` requests in flight: the model-only throughput
   add c=1  Client.add(..., concurrency=1): one request at a time (the SDK before concurrency)
   add c=N  Client.add(...) at the SDK's default concurrency
+  add c=N, no media   the same into a collection created with keep_media=false (no preview/original files)
 
 in rotating order over several rounds (each add into a fresh collection); ratios are paired per round
 (adjacent in time, so load from other processes cancels out) and the median is reported:
@@ -106,11 +107,11 @@ def embed_rate(url: str, data: list[str], batch: int, connections: int) -> float
     return asyncio.run(_embed_all(url, bodies, connections))
 
 
-def add_rate(url: str, name: str, data: list[str], batch: int, concurrency: int) -> float:
+def add_rate(url: str, name: str, data: list[str], batch: int, concurrency: int, keep_media: bool = True) -> float:
     from omnivec_client import Client, Item
 
     with Client(url, batch_size=batch, concurrency=concurrency) as omni:
-        omni.create_collection(name)
+        omni.create_collection(name, keep_media=keep_media)
         start = time.perf_counter()
         result = omni.add(name, (Item(text=t) for t in data))
         rate = len(data) / (time.perf_counter() - start)
@@ -123,14 +124,15 @@ def add_rate(url: str, name: str, data: list[str], batch: int, concurrency: int)
 def throughput(url: str, args: argparse.Namespace, default_c: int) -> dict:
     data = texts(args.items)
     embed_rate(url, data[: args.batch * 4], args.batch, args.connections)  # warm-up
-    phases = ["embed", "c1", "cN"]
+    phases = ["embed", "c1", "cN", "cN-no-media"]
     rates: dict[str, list[float]] = {p: [] for p in phases}
     for r in range(args.rounds):
-        for phase in phases[r % 3 :] + phases[: r % 3]:
+        for phase in phases[r % 4 :] + phases[: r % 4]:
             if phase == "embed":
                 rates[phase].append(embed_rate(url, data, args.batch, args.connections))
             else:
-                rates[phase].append(add_rate(url, f"tp-{phase}-{r}", data, args.batch, 1 if phase == "c1" else default_c))
+                concurrency = 1 if phase == "c1" else default_c
+                rates[phase].append(add_rate(url, f"tp-{phase}-{r}", data, args.batch, concurrency, keep_media=phase != "cN-no-media"))
         print(f"  round {r}: " + ", ".join(f"{p} {rates[p][-1]:.0f}/s" for p in phases), file=sys.stderr, flush=True)
     return {
         "embed_items_s": statistics.median(rates["embed"]),
@@ -138,6 +140,9 @@ def throughput(url: str, args: argparse.Namespace, default_c: int) -> dict:
         "add_items_s_default": statistics.median(rates["cN"]),
         "add_over_embed_c1": statistics.median([a / e for a, e in zip(rates["c1"], rates["embed"])]),
         "add_over_embed_default": statistics.median([a / e for a, e in zip(rates["cN"], rates["embed"])]),
+        "add_items_s_default_no_media": statistics.median(rates["cN-no-media"]),
+        "add_over_embed_default_no_media": statistics.median([a / e for a, e in zip(rates["cN-no-media"], rates["embed"])]),
+        "default_over_c1": statistics.median([n / one for n, one in zip(rates["cN"], rates["c1"])]),
     }
 
 
@@ -218,7 +223,7 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
     sampler = RssSampler(pid)
     sampler.start()
     with Client(url, batch_size=args.batch, timeout_s=120) as omni:
-        omni.create_collection(name)
+        omni.create_collection(name, keep_media=args.scale_keep_media)
         dim = omni.get_collection(name).dim
         thread = threading.Thread(target=searcher, daemon=True)
         thread.start()
@@ -245,6 +250,7 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
     vectors = n * dim * 4
     return {
         "scale_items": n,
+        "scale_keep_media": args.scale_keep_media,
         "scale_dim": dim,
         "scale_items_s": n / seconds,
         "scale_items_s_by_tenth": [round(r, 1) for r in rates],
@@ -271,34 +277,38 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer items and rounds (about a minute on 2 cores)")
-    parser.add_argument("--items", type=int, help="items per throughput phase (default 3000 quick, 10000 full)")
+    parser.add_argument("--items", type=int, help="items per throughput phase (default 2000 quick, 10000 full)")
     parser.add_argument("--rounds", type=int, help="rotating embed / add c=1 / add c=N rounds, median taken (default 3 quick, 5 full)")
+    parser.add_argument("--model", default="omnivec-tiny", help="bundle to serve (exported once into data/bench; default omnivec-tiny)")
     parser.add_argument("--batch", type=int, default=64, help="items per request and server max batch (default 64, the SDK's)")
     parser.add_argument("--connections", type=int, default=DEFAULT_CONCURRENCY, help="embed baseline: requests in flight (default: the SDK's concurrency)")
-    parser.add_argument("--resume-items", type=int, help="items stored before the resume figure (default 20000 quick, 50000 full)")
+    parser.add_argument("--resume-items", type=int, help="items stored before the resume figure (default 20000 quick, 50000 full; 0: none)")
     parser.add_argument("--n", type=int, default=0, help="scale run: one job of N items with searches meanwhile (0: none)")
     parser.add_argument("--search-qps", type=float, default=4.0, help="scale run: searches per second during the job (default 4)")
+    parser.add_argument("--scale-keep-media", action=argparse.BooleanOptionalAction, default=True,
+                        help="scale run: keep previews/originals (the default of a collection; --no-scale-keep-media: the model + index path alone)")
     parser.add_argument("--progress", action="store_true", help="scale run: show the SDK's progress bar")
     args = parser.parse_args()
-    args.items = args.items or (3000 if args.quick else 10000)
+    args.items = args.items or (2000 if args.quick else 10000)
     args.rounds = args.rounds or (3 if args.quick else 5)
-    args.resume_items = args.resume_items or (20000 if args.quick else 50000)
+    args.resume_items = (20000 if args.quick else 50000) if args.resume_items is None else args.resume_items
 
-    path = bundle("omnivec-tiny", int8=False)
+    path = bundle(args.model, int8=False)
     env = {
         "OMNIVEC_SERVER__LOG_LEVEL": "warning",
         "OMNIVEC_SERVER__INFERENCE_THREADS": "1",
         "OMNIVEC_INDEX__SEARCH_THREADS": "1",
         "OMNIVEC_BATCHING__MAX_BATCH": str(args.batch),
     }
-    figures: dict = {"model": "omnivec-tiny", "engine": "edge", "batch": args.batch, "default_concurrency": DEFAULT_CONCURRENCY}
+    figures: dict = {"model": args.model, "engine": "edge", "batch": args.batch, "default_concurrency": DEFAULT_CONCURRENCY}
     with tempfile.TemporaryDirectory(prefix="omnivec-bulk-") as tmp:
         env["OMNIVEC_DATA_DIR"] = tmp
         with ServerProcess(path, env=env, log=Path(tmp) / "server.log") as server:
             print(f"throughput: {args.items} texts x {args.rounds} rounds ...", file=sys.stderr, flush=True)
             figures.update(throughput(server.url, args, DEFAULT_CONCURRENCY))
-            print(f"resume: {args.resume_items} stored texts ...", file=sys.stderr, flush=True)
-            figures.update(resume(server.url, args))
+            if args.resume_items:
+                print(f"resume: {args.resume_items} stored texts ...", file=sys.stderr, flush=True)
+                figures.update(resume(server.url, args))
             if args.n:
                 print(f"scale: one job of {args.n} texts, {args.search_qps:g} searches/s meanwhile ...", file=sys.stderr, flush=True)
                 figures.update(scale(server.url, server.pid, args))
