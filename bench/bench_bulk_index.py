@@ -19,7 +19,8 @@ skip_existing=True (everything already stored): seconds per 100k skipped ids, wi
 Scale (`--n N`, not in --quick): one job of N texts from a generator at the default concurrency while
 a thread searches (`--search-qps`), items/s per tenth of the job, search p50/p99 during the job,
 server RSS (with its optimizer child) sampled every 0.2 s, the peak during a final index build against
-the collection's float32 vectors, and the resume time over all N.
+the collection's float32 vectors (RSS counts the page cache the server and child map, too), and the
+resume time over all N.
 
     .venv/bin/python bench/bench_bulk_index.py --quick              # about a minute
     .venv/bin/python bench/bench_bulk_index.py --quick --n 300000   # plus the scale run
@@ -234,19 +235,24 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
         thread.join()
         if result.indexed != n or result.errors:
             raise RuntimeError(f"scale: indexed {result.indexed} of {n}, errors {result.errors[:2]}")
-        rss_after_add = sampler.last
+        rss_after_add = rss_bytes(pid)
         peak_during_add = sampler.peak
-        wait_build(url, name)
+        rates = [(b - a) / (tb - ta) for (a, ta), (b, tb) in zip(marks, marks[1:]) if tb > ta]
+        print(f"  job: {n / seconds:.0f} items/s, by tenth {[round(r) for r in rates]}, searches {len(latencies)} "
+              f"p50 {percentile([x * 1000 for x in latencies], 50):.1f} ms p99 {percentile([x * 1000 for x in latencies], 99):.1f} ms, "
+              f"failures {failures}, RSS {rss_after_add / 2**30:.2f} GiB (peak {peak_during_add / 2**30:.2f})", file=sys.stderr, flush=True)
         sampler.reset_peak()
-        idle = rss_bytes(pid)
-        httpx.post(f"{url}/v1/collections/{name}/optimize", timeout=30).raise_for_status()
-        time.sleep(1)
+        # the build that indexes the whole collection: the background one still running, else one started now
+        if not httpx.get(f"{url}/v1/collections/{name}", timeout=30).json()["indexing"]["building"]:
+            httpx.post(f"{url}/v1/collections/{name}/optimize", timeout=30).raise_for_status()
         info = wait_build(url, name)
         build_peak = sampler.peak
         build_s = info["indexing"]["last_build_s"]
+        time.sleep(2)
+        idle = rss_bytes(pid)
+        print(f"  build: {build_s} s, peak RSS {build_peak / 2**30:.2f} GiB, after {idle / 2**30:.2f} GiB", file=sys.stderr, flush=True)
         resume_s = resume_seconds(url, name, texts(n), args.batch)
     sampler.stopped.set()
-    rates = [(b - a) / (tb - ta) for (a, ta), (b, tb) in zip(marks, marks[1:]) if tb > ta]
     vectors = n * dim * 4
     return {
         "scale_items": n,
@@ -262,9 +268,9 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
         "scale_vectors_gib": vectors / 2**30,
         "scale_rss_gib_after_add": rss_after_add / 2**30,
         "scale_rss_gib_peak_during_add": peak_during_add / 2**30,
-        "scale_rss_gib_idle": idle / 2**30,
+        "scale_rss_gib_idle_after_build": idle / 2**30,
         "scale_rss_gib_peak_build": build_peak / 2**30,
-        "scale_build_extra_over_vectors": (build_peak - idle) / vectors,
+        "scale_build_extra_over_idle": build_peak / idle - 1,
         "scale_build_s": build_s,
         "scale_resume_s": resume_s,
         "scale_resume_s_per_100k": resume_s * 100_000 / n,
