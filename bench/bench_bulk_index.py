@@ -242,15 +242,17 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
               f"p50 {percentile([x * 1000 for x in latencies], 50):.1f} ms p99 {percentile([x * 1000 for x in latencies], 99):.1f} ms, "
               f"failures {failures}, RSS {rss_after_add / 2**30:.2f} GiB (peak {peak_during_add / 2**30:.2f})", file=sys.stderr, flush=True)
         sampler.reset_peak()
-        # the build that indexes the whole collection: the background one still running, else one started now
-        if not httpx.get(f"{url}/v1/collections/{name}", timeout=30).json()["indexing"]["building"]:
-            httpx.post(f"{url}/v1/collections/{name}/optimize", timeout=30).raise_for_status()
-        info = wait_build(url, name)
-        build_peak = sampler.peak
-        build_s = info["indexing"]["last_build_s"]
-        time.sleep(2)
-        idle = rss_bytes(pid)
-        print(f"  build: {build_s} s, peak RSS {build_peak / 2**30:.2f} GiB, after {idle / 2**30:.2f} GiB", file=sys.stderr, flush=True)
+        build_s, build_peak, idle = None, 0, rss_after_add
+        if args.scale_build:  # the build that indexes the whole collection: the background one still running, else one started now
+            if not httpx.get(f"{url}/v1/collections/{name}", timeout=30).json()["indexing"]["building"]:
+                httpx.post(f"{url}/v1/collections/{name}/optimize", timeout=30).raise_for_status()
+            info = wait_build(url, name)
+            build_peak = sampler.peak
+            build_s = info["indexing"]["last_build_s"]
+            time.sleep(2)
+            idle = rss_bytes(pid)
+        if build_peak:
+            print(f"  build: {build_s} s, peak RSS {build_peak / 2**30:.2f} GiB, after {idle / 2**30:.2f} GiB", file=sys.stderr, flush=True)
         resume_s = resume_seconds(url, name, texts(n), args.batch)
     sampler.stopped.set()
     vectors = n * dim * 4
@@ -269,8 +271,8 @@ def scale(url: str, pid: int, args: argparse.Namespace) -> dict:
         "scale_rss_gib_after_add": rss_after_add / 2**30,
         "scale_rss_gib_peak_during_add": peak_during_add / 2**30,
         "scale_rss_gib_idle_after_build": idle / 2**30,
-        "scale_rss_gib_peak_build": build_peak / 2**30,
-        "scale_build_extra_over_idle": build_peak / idle - 1,
+        "scale_rss_gib_peak_build": build_peak / 2**30 if build_peak else None,
+        "scale_build_extra_over_idle": build_peak / idle - 1 if build_peak else None,
         "scale_build_s": build_s,
         "scale_resume_s": resume_s,
         "scale_resume_s_per_100k": resume_s * 100_000 / n,
@@ -293,6 +295,8 @@ def main() -> None:
     parser.add_argument("--search-qps", type=float, default=4.0, help="scale run: searches per second during the job (default 4)")
     parser.add_argument("--scale-keep-media", action=argparse.BooleanOptionalAction, default=True,
                         help="scale run: keep previews/originals (the default of a collection; --no-scale-keep-media: the model + index path alone)")
+    parser.add_argument("--scale-build", action=argparse.BooleanOptionalAction, default=True,
+                        help="scale run: wait for the index build of the whole collection and measure its memory (--no-scale-build: skip; at 1M it takes ~15 min here)")
     parser.add_argument("--progress", action="store_true", help="scale run: show the SDK's progress bar")
     args = parser.parse_args()
     args.items = args.items or (2000 if args.quick else 10000)
