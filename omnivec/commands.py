@@ -202,25 +202,32 @@ def cmd_index(args: argparse.Namespace, settings: "Settings") -> int:
 
     from omnivec_client import Item
 
-    from omnivec.server.sources import SourceError, read_source
+    from omnivec.server.sources import SourceError, SourceItem, scan_source
 
+    if args.concurrency < 1:
+        print("omnivec index: error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
     try:
-        sources = read_source(args.source)
+        total, read = scan_source(args.source)  # checked (and counted) up front, then streamed: never a list of all items
     except (SourceError, OSError, UnicodeDecodeError) as exc:
         print(f"omnivec index: error: {exc}", file=sys.stderr)
         return 2
-    items = [
-        Item(text=s.text, id=s.id, payload=s.payload) if s.text is not None else Item(**{s.modality: s.path}, id=s.id, payload=s.payload)
-        for s in sources
-    ]
+
+    def item(s: SourceItem) -> Item:
+        return Item(text=s.text, id=s.id, payload=s.payload) if s.text is not None else Item(**{s.modality: s.path}, id=s.id, payload=s.payload)
 
     def run(client: "Client") -> int:
         _ensure_collection(client, args.collection, not args.no_create)
         started = time.perf_counter()
-        result = client.add(args.collection, items, skip_existing=True, progress=not args.no_progress)
+        result = client.add(
+            args.collection, (item(s) for s in read()), skip_existing=True, progress=not args.no_progress, concurrency=args.concurrency, total=total
+        )
         seconds = time.perf_counter() - started
-        for error in result.errors:
-            print(f"error: {sources[error.index].label}: {error.message}", file=sys.stderr)
+        if result.errors:  # name the failed items by their source line or path: read the source again for their labels
+            failed = {e.index: e for e in result.errors}
+            for position, s in enumerate(read()):
+                if position in failed:
+                    print(f"error: {s.label}: {failed[position].message}", file=sys.stderr)
         counts = {"indexed": result.indexed, "skipped": result.skipped, "errors": len(result.errors)}
         rate = (result.indexed + result.skipped) / max(seconds, 1e-9)
         print(json.dumps({"collection": args.collection, **counts, "seconds": round(seconds, 2), "items_per_s": round(rate, 1)}))

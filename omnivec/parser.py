@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+INDEX_CONCURRENCY = 4  # = omnivec_client.bulk.DEFAULT_CONCURRENCY (tested), not imported: building the parser stays light
+
 EPILOG = """examples:
   omnivec serve                                              # the default model omnivec-mini (built on first run) + demo collection
   omnivec bootstrap --out data/omnivec-mini                  # build the default model only
@@ -104,12 +106,17 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         "manifest) or `text`, an optional `id`, "
         "and other columns that become the payload. Resumable: ids (given, or sha256 of the content, as the server "
         "computes them) already in the collection are skipped, so re-running after an interruption only sends the rest. "
-        "Failed items are printed and the command exits 1 after indexing everything else.\n" + CLIENT_NOTE,
+        "Failed items are printed and the command exits 1 after indexing everything else. A manifest is checked "
+        "row by row first, then streamed (a million rows are never held in memory), with --concurrency requests in flight.\n" + CLIENT_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", metavar="PATH|GLOB|CSV|JSONL")
     p.add_argument("--collection", required=True, help="collection name")
     p.add_argument("--batch-size", type=int, default=32, help="items per request (default 32)")
+    p.add_argument(
+        "--concurrency", type=int, default=INDEX_CONCURRENCY,
+        help=f"requests in flight at once, so the server's model never waits for the next batch (default {INDEX_CONCURRENCY}; 1: one at a time)",
+    )
     p.add_argument("--no-create", action="store_true", help="fail instead of creating a missing collection")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_target(p)

@@ -18,7 +18,7 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MEDIA_SUFFIXES, suffix_modality
 
@@ -113,10 +113,26 @@ def _file_item(path: Path) -> SourceItem:
 def read_source(source: str) -> list[SourceItem]:
     """Every item of a file, directory (recursive), glob, CSV or JSONL, in a stable order."""
     path = Path(source)
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return list(_manifest_items(path))
+    return [_file_item(p) for p in _source_files(source)]
+
+
+def scan_source(source: str) -> tuple[int, Callable[[], Iterator[SourceItem]]]:
+    """How many items a source holds, and a way to read them again one at a time (a manifest of a
+    million rows is checked row by row once, then streamed, never held as a list)."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        count = sum(1 for _ in _manifest_items(path))  # every row checked before anything is sent
+        return count, lambda: _manifest_items(path)
+    files = _source_files(source)
+    return len(files), lambda: (_file_item(p) for p in files)
+
+
+def _source_files(source: str) -> list[Path]:
+    path = Path(source)
     if path.is_file():
-        if path.suffix.lower() in MANIFEST_SUFFIXES:
-            return list(_manifest_items(path))
-        return [_file_item(path)]
+        return [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
     else:
@@ -126,4 +142,4 @@ def read_source(source: str) -> list[SourceItem]:
             f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) or audio files ({', '.join(AUDIO_SUFFIXES)}) found, "
             "and it is not a CSV/JSONL file"
         )
-    return [_file_item(p) for p in files]
+    return files

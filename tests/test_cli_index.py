@@ -94,3 +94,33 @@ def test_client_errors_are_explained(server, tmp_path):
     assert proc.returncode == 2 and "no image files" in proc.stderr
     proc = _run("classify", "--text", "a", "--server", server.url)
     assert proc.returncode == 2 and "--labels" in proc.stderr
+
+
+def test_index_streams_a_manifest_with_requests_in_flight(server, tiny_bundle, tmp_path):
+    manifest = tmp_path / "notes.jsonl"
+    rows = [{"text": f"streamed note {i}", "n": i} for i in range(45)] + [{"text": "", "id": "empty"}]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows[:-1]) + "\n")
+    target = ["--collection", "cli-stream", "--server", server.url, "--batch-size", "4"]
+
+    first = _run("index", str(manifest), *target, "--concurrency", "3")  # with the progress bar: items/s and ETA
+    assert first.returncode == 0, first.stderr
+    assert (_lines(first.stdout)[-1]["indexed"], _lines(first.stdout)[-1]["skipped"]) == (45, 0)
+    assert "45/45" in first.stderr and "items/s" in first.stderr
+    again = _run("index", str(manifest), *target, "--concurrency", "2", "--no-progress")
+    assert (_lines(again.stdout)[-1]["indexed"], _lines(again.stdout)[-1]["skipped"]) == (0, 45)
+    hit = httpx.post(f"{server.url}/v1/collections/cli-stream/search", json={"query": {"text": "streamed note 17"}, "top_k": 1}, timeout=30).json()
+    assert hit["results"][0]["payload"]["n"] == 17
+
+    manifest.write_text(manifest.read_text() + '{"text": "row 47 is broken"\n')  # checked before anything is sent
+    broken = _run("index", str(manifest), *target, "--no-progress")
+    assert broken.returncode == 2 and "notes.jsonl:46" in broken.stderr
+    assert _run("index", str(manifest), *target, "--concurrency", "0").returncode == 2
+
+    in_process = _run("index", str(tmp_path / "notes.jsonl"), "--collection", "local", "--bundle", str(tiny_bundle), "--data-dir", str(tmp_path / "d"),
+                      "--concurrency", "3", "--batch-size", "4", "--no-progress")  # fmt: skip
+    assert in_process.returncode == 2  # the broken manifest is refused in-process too
+    manifest.write_text("\n".join(json.dumps(r) for r in rows[:-1]) + "\n")
+    in_process = _run("index", str(manifest), "--collection", "local", "--bundle", str(tiny_bundle), "--data-dir", str(tmp_path / "d"),
+                      "--concurrency", "3", "--batch-size", "4", "--no-progress")  # fmt: skip
+    assert in_process.returncode == 0, in_process.stderr
+    assert _lines(in_process.stdout)[-1]["indexed"] == 45

@@ -10,16 +10,23 @@ gives the one that goes with the engine; what to keep is decided above, in `serv
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 from .store import utc_now_iso, validate_collection_name
+
+try:
+    _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:  # pragma: no cover - no C library to load: fsync per file
+    _LIBC = None
 
 __all__ = ["KeptMedia", "MediaStore", "FileMediaStore"]
 
@@ -57,6 +64,8 @@ class MediaStore(Protocol):
 
     def put(self, collection: str, item_id: str, media: KeptMedia) -> None: ...
 
+    def put_many(self, collection: str, items: list[tuple[str, KeptMedia]]) -> None: ...
+
     def get(self, collection: str, item_id: str, with_original: bool = False) -> KeptMedia | None: ...
 
     def delete(self, collection: str, item_ids: Iterable[str]) -> None: ...
@@ -64,6 +73,18 @@ class MediaStore(Protocol):
     def drop(self, collection: str) -> None: ...
 
     def ids(self, collection: str) -> set[str]: ...
+
+
+def _syncfs(where: Path) -> bool:
+    """Flush the file system holding `where` (Linux syncfs(2)); False where that is not available."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        return False
+    fd = os.open(where, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def _item_key(item_id: str) -> str:
@@ -88,18 +109,47 @@ class FileMediaStore:
         return self.root / validate_collection_name(collection) / key[:2] / f"{key}{self.SUFFIX}"
 
     def put(self, collection: str, item_id: str, media: KeptMedia) -> None:
+        path, tmp = self._write(collection, item_id, media, 0, sync=True)
+        os.replace(tmp, path)
+
+    def put_many(self, collection: str, items: list[tuple[str, KeptMedia]]) -> None:
+        """Several items with one flush to disk instead of one fsync each (a bulk add's batch: 64 fsyncs
+        cost ~100 ms here, more than the model): every file is written to its temp name, the file system is
+        synced once (syncfs; an fsync per file where there is none), then each is renamed, so as with
+        put() no rename lands before its bytes. A later item of the same id wins."""
+        written: list[tuple[Path, Path]] = []
+        try:
+            for n, (item_id, media) in enumerate(items):
+                written.append(self._write(collection, item_id, media, n, sync=False))
+            if written and not _syncfs(self.root):
+                for _, tmp in written:
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            while written:
+                path, tmp = written.pop(0)
+                os.replace(tmp, path)
+        finally:
+            for _, tmp in written:  # a failure part way: no temp file is left behind
+                tmp.unlink(missing_ok=True)
+
+    def _write(self, collection: str, item_id: str, media: KeptMedia, n: int, sync: bool) -> tuple[Path, Path]:
+        """One item's file at a temp name (unique per process, thread and `n`); its final path and the temp path."""
         path = self._path(collection, item_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         preview, original = media.preview or b"", media.original or b""
         header = {"id": item_id, **media.record(), "preview_len": len(preview)}
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.{n}.tmp")
         with open(tmp, "wb") as f:
             f.write(json.dumps(header).encode("utf-8") + b"\n")
             f.write(preview)
             f.write(original)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if sync:
+                os.fsync(f.fileno())
+        return path, tmp
 
     @staticmethod
     def _header(f: Any) -> dict:

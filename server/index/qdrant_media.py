@@ -51,8 +51,16 @@ class QdrantMediaStore:
         return models.Filter(must=[models.FieldCondition(key="collection", match=models.MatchValue(value=collection))])
 
     def put(self, collection: str, item_id: str, media: KeptMedia) -> None:
-        payload = {"collection": collection, "item_id": item_id, **media.record(), "preview": _b64(media.preview), "original": _b64(media.original)}
-        self._call("upsert", [models.PointStruct(id=self._point_id(collection, item_id), vector=[1.0], payload=payload)], wait=True)
+        self.put_many(collection, [(item_id, media)])
+
+    def put_many(self, collection: str, items: list[tuple[str, KeptMedia]]) -> None:
+        """One upsert for a batch of items (a later item of the same id wins, as in one Qdrant upsert)."""
+        points = {
+            self._point_id(collection, item_id): {"collection": collection, "item_id": item_id, **media.record(), "preview": _b64(media.preview), "original": _b64(media.original)}
+            for item_id, media in items
+        }
+        if points:
+            self._call("upsert", [models.PointStruct(id=pid, vector=[1.0], payload=payload) for pid, payload in points.items()], wait=True)
 
     def get(self, collection: str, item_id: str, with_original: bool = False) -> KeptMedia | None:
         fields = self._RECORD_FIELDS + (["original"] if with_original else [])

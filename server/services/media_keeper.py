@@ -57,7 +57,5 @@ class MediaKeeper:
 
     def put_all(self, collection: str, items: list[tuple[str, KeptMedia | None]]) -> None:
         """Store each item's media; an item with none loses what an earlier version of it kept."""
-        for item_id, media in items:
-            if media is not None:
-                self.store.put(collection, item_id, media)
+        self.store.put_many(collection, [(item_id, media) for item_id, media in items if media is not None])  # one flush for the batch
         self.store.delete(collection, [item_id for item_id, media in items if media is None])

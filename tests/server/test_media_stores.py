@@ -52,6 +52,17 @@ def test_put_replaces_and_the_etag_follows_the_content(media):
     assert media.get("photos", "x", with_original=True).original is None
 
 
+def test_put_many_keeps_a_batch_and_the_last_of_an_id_wins(media, tmp_path):
+    batch = [(f"item-{i}", picture(str(i).encode())) for i in range(20)] + [("item-3", picture(b"last"))]
+    media.put_many("photos", batch)
+    media.put_many("photos", [])
+    assert media.ids("photos") == {f"item-{i}" for i in range(20)}
+    assert media.get("photos", "item-7", with_original=True).original == picture(b"7").original
+    assert media.get("photos", "item-3").preview == b"RIFF-webp-last"
+    if isinstance(media, FileMediaStore):
+        assert not list((tmp_path / "media").rglob("*.tmp")), "no temp file is left behind"
+
+
 def test_url_items_keep_their_url_only(media):
     media.put("photos", "u", KeptMedia(modality="audio", url="https://example.org/a.ogg"))
     got = media.get("photos", "u", with_original=True)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from . import operations as ops
+from .bulk import DEFAULT_CONCURRENCY, BulkAdd, check_concurrency, known_total
 from .calls import Call, Operation, Sleep, T, Work, settle
 from .media import MediaSource
 from .progress import add_progress
@@ -36,9 +37,10 @@ class AsyncClient:
         max_request_bytes: int = 8 * 1024 * 1024,
         headers: dict[str, str] | None = None,
         api_key: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key)
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key, concurrency)
         self._headers = self.settings.request_headers
         self._own_http = http_client is None
         self._http = http_client or httpx.AsyncClient(base_url=self.settings.base_url, timeout=timeout_s)
@@ -159,14 +161,36 @@ class AsyncClient:
     async def optimize(self, name: str) -> dict[str, Any]:
         return await self._run(ops.optimize(name))
 
-    async def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False) -> AddResult:
-        items = list(items)
+    async def add(
+        self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False,
+        concurrency: int | None = None, total: int | None = None,
+    ) -> AddResult:
         s = self.settings
-        with add_progress(len(items), f"index {collection}", progress) as on_progress:
-            operation = ops.add(
-                collection, items, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, skip_existing=skip_existing, on_progress=on_progress
+        in_flight = check_concurrency(concurrency if concurrency is not None else s.concurrency)
+        with add_progress(known_total(items, total), f"index {collection}", progress) as on_progress:
+            job = BulkAdd(
+                collection, items, sizing=ops.Sizing(s.batch_size, s.max_request_bytes), batch_size=s.batch_size,
+                skip_existing=skip_existing, on_progress=on_progress,
             )
-            return await self._run(operation)
+            return await self._run_bulk(job, in_flight)
+
+    async def _run_bulk(self, job: BulkAdd, concurrency: int) -> AddResult:
+        """Run a job's slices as tasks, `concurrency` at a time; on an error or cancellation the others are cancelled."""
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                while len(running) < concurrency and (operation := job.next_slice()) is not None:
+                    running.add(asyncio.ensure_future(self._run(operation)))
+                if not running:
+                    return job.outcome()
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    job.finish(task.result())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def delete(self, collection: str, *, ids: Sequence[str] | None = None, filter: dict[str, Any] | None = None) -> int:
         return await self._run(ops.delete_items(collection, ids=ids, filter=filter))

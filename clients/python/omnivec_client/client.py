@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
 
 from . import operations as ops
+from .bulk import DEFAULT_CONCURRENCY, BulkAdd, check_concurrency, known_total
 from .calls import Call, Operation, Sleep, T, Work, settle
 from .media import MediaSource
 from .retry import NO_RETRY, RetryPolicy
@@ -37,9 +39,10 @@ class Client:
         max_request_bytes: int = 8 * 1024 * 1024,
         headers: dict[str, str] | None = None,
         api_key: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key)
+        self.settings = ClientSettings.from_arguments(base_url, timeout_s, retry, batch_size, max_request_bytes, headers, api_key, concurrency)
         self._headers = self.settings.request_headers
         self._own_http = http_client is None
         self._http = http_client or httpx.Client(base_url=self.settings.base_url, timeout=timeout_s)
@@ -187,21 +190,52 @@ class Client:
 
     # -- items ------------------------------------------------------------------------------
 
-    def add(self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False) -> AddResult:
+    def add(
+        self, collection: str, items: Iterable[Item], *, skip_existing: bool = False, progress: bool = False,
+        concurrency: int | None = None, total: int | None = None,
+    ) -> AddResult:
         """Index items in batches; items the server refuses (or a file that cannot be read, or one
         item over the server's size limits) are listed in `errors` and the rest are indexed.
 
         Indexing the same content again replaces the item (its payload too). To resume an
         interrupted job instead, pass skip_existing=True: items whose id the collection already
         holds are not sent at all (so their payloads are not updated either).
+
+        `items` may be any iterable, a generator too: it is read a slice at a time, never listed.
+        Up to `concurrency` requests (default: the client's, 4) are in flight at once, so the server's
+        model keeps working while a request travels; results stay by position. `total` sizes the
+        progress bar (items/s, ETA) when `items` has no len().
         """
-        items = list(items)
         s = self.settings
-        with add_progress(len(items), f"index {collection}", progress) as on_progress:
-            operation = ops.add(
-                collection, items, batch_size=s.batch_size, max_request_bytes=s.max_request_bytes, skip_existing=skip_existing, on_progress=on_progress
+        in_flight = check_concurrency(concurrency if concurrency is not None else s.concurrency)
+        with add_progress(known_total(items, total), f"index {collection}", progress) as on_progress:
+            job = BulkAdd(
+                collection, items, sizing=ops.Sizing(s.batch_size, s.max_request_bytes), batch_size=s.batch_size,
+                skip_existing=skip_existing, on_progress=on_progress,
             )
-            return self._run(operation)
+            return self._run_bulk(job, in_flight)
+
+    def _run_bulk(self, job: BulkAdd, concurrency: int) -> AddResult:
+        """Run a job's slices `concurrency` at a time in worker threads (one at a time here when 1)."""
+        if concurrency == 1:
+            while (operation := job.next_slice()) is not None:
+                job.finish(self._run(operation))
+            return job.outcome()
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="omnivec-add") as pool:
+            running: set[Future] = set()
+            try:
+                while True:
+                    while len(running) < concurrency and (operation := job.next_slice()) is not None:
+                        running.add(pool.submit(self._run, operation))
+                    if not running:
+                        return job.outcome()
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job.finish(future.result())
+            except BaseException:
+                for future in running:  # slices not started are dropped; started ones end their current request
+                    future.cancel()
+                raise
 
     def delete(self, collection: str, *, ids: Sequence[str] | None = None, filter: dict[str, Any] | None = None) -> int:
         """Delete items by id and/or a Qdrant-style filter; how many were deleted."""

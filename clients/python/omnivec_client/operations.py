@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Generator
 from urllib.parse import quote
 
+from .bulk import BulkAdd, request_item as _request_item  # noqa: F401 - _request_item: the name before bulk.py
 from .calls import Call, Operation, Sleep, Work
 from .errors import OmnivecError
-from .media import MediaSource, content_id, encode, read_media
-from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, ItemError, LabelSet, StoredItem
+from .media import MediaSource, encode, read_media
+from .types import AddResult, Classification, Collection, Embeddings, Hit, Item, LabelSet, StoredItem
 
 SPLITTABLE = ("payload_too_large", "too_many_inputs")  # 413s that a smaller request avoids
 
@@ -292,80 +293,21 @@ def optimize(name: str) -> Operation[dict[str, Any]]:
 # -- items ------------------------------------------------------------------------------------
 
 
-def _request_item(item: Item) -> tuple[dict[str, Any], str | None]:
-    """The item as the API takes it, and its id when known before sending (given or content hash)."""
-    entry: dict[str, Any] = {"payload": dict(item.payload)}
-    if item.text is not None:
-        entry["text"] = item.text
-        known = item.id or content_id("text", item.text)
-    elif item.url is not None:
-        entry["url"] = item.url
-        known = item.id  # the server hashes the downloaded bytes
-    else:
-        kind = "image" if item.image is not None else "audio"
-        data = read_media(item.image if item.image is not None else item.audio)  # type: ignore[arg-type]
-        entry[kind] = encode(data)
-        known = item.id or content_id(kind, data)
-    if item.id is not None:
-        entry["id"] = item.id
-    return entry, known
-
-
 def add(
     collection: str,
-    items: Sequence[Item],
+    items: Iterable[Item],
     *,
     batch_size: int,
     max_request_bytes: int,
     skip_existing: bool,
     on_progress: Callable[[int, AddResult], None] | None,
 ) -> Operation[AddResult]:
-    """Index items in batches; with skip_existing, items the collection already holds are not sent."""
-    url = f"/v1/collections/{_name(collection)}/items"
-    result = AddResult(ids=[None] * len(items))
-    sizing = Sizing(batch_size, max_request_bytes)
-
-    def weight(pending_item: tuple[int, dict[str, Any], str | None]) -> int:
-        return _size(pending_item[1])
-
-    def call(part: list[tuple[int, dict[str, Any], str | None]]) -> Call:
-        return Call("POST", url, json={"items": [entry for _, entry, _ in part]})
-
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        pending: list[tuple[int, dict[str, Any], str | None]] = []  # (position in items, request item, known id)
-        for offset, item in enumerate(batch):
-            try:
-                entry, known = yield Work(_request_item, (item,))
-            except OSError as exc:
-                result.errors.append(ItemError(start + offset, item.id, "unreadable_file", str(exc)))
-                continue
-            pending.append((start + offset, entry, known))
-        known_ids = [known for _, _, known in pending if known]
-        if skip_existing and known_ids:
-            stored = set((yield Call("POST", f"{url}/exists", json={"ids": known_ids}))["existing"])
-            for position, _, known in pending:
-                if known in stored:
-                    result.ids[position] = known
-                    result.skipped += 1
-            pending = [p for p in pending if p[2] not in stored]
-        for group in chunks(pending, sizing, weight):
-            parts = yield from sent_in_parts(group, call, sizing, weight, keep_failures=True)
-            for part, answer in parts:
-                if isinstance(answer, OmnivecError):  # this one item is over the server's limits on its own
-                    position = part[0][0]
-                    result.errors.append(ItemError(position, items[position].id, answer.code, answer.message))
-                    continue
-                for (position, _, _), item_id in zip(part, answer["ids"]):
-                    result.ids[position] = item_id
-                for error in answer["errors"]:
-                    position = part[error["index"]][0]
-                    result.errors.append(ItemError(position, items[position].id, error["code"], error["message"]))
-                result.indexed += answer["indexed"]
-        if on_progress is not None:
-            on_progress(len(batch), result)
-    result.errors.sort(key=lambda e: e.index)
-    return result
+    """Index items one slice after the other (the clients run several at once: bulk.BulkAdd); with
+    skip_existing, items the collection already holds are not sent."""
+    job = BulkAdd(collection, items, sizing=Sizing(batch_size, max_request_bytes), batch_size=batch_size, skip_existing=skip_existing, on_progress=on_progress)
+    while (operation := job.next_slice()) is not None:
+        job.finish((yield from operation))
+    return job.outcome()
 
 
 def delete_items(collection: str, *, ids: Sequence[str] | None, filter: dict[str, Any] | None) -> Operation[int]:

@@ -10,8 +10,9 @@ from .types import AddResult
 
 
 @contextmanager
-def add_progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[int, AddResult], None] | None]:
-    """A callback that advances a tqdm bar by batch and shows indexed/skipped/errors, or None when disabled."""
+def add_progress(total: int | None, description: str, enabled: bool) -> Iterator[Callable[[int, AddResult], None] | None]:
+    """A callback that advances a tqdm bar by slice, or None when disabled. The bar shows items done of
+    `total`, items/s and the ETA (no ETA when the total is unknown), and indexed/skipped/errors."""
     if not enabled:
         yield None
         return
@@ -19,7 +20,7 @@ def add_progress(total: int, description: str, enabled: bool) -> Iterator[Callab
         from tqdm.auto import tqdm
     except ImportError:
         raise ImportError("progress bars need tqdm: pip install 'omnivec-client[progress]'") from None
-    with tqdm(total=total, unit="item", desc=description) as bar:
+    with tqdm(total=total, unit=" items", smoothing=0.05, desc=description) as bar:
 
         def advance(done: int, result: AddResult) -> None:
             bar.update(done)
