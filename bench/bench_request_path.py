@@ -23,7 +23,6 @@ hops     One multipart image search through the app in-process (starlette TestCl
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil

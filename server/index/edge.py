@@ -20,7 +20,9 @@ Facts about qdrant_edge 0.9 that shape this module (measured, see the report in 
   inputs up front so callers get typed errors instead, and reports the rest as `index_failed`.
 
 Validation, filter parsing, result mapping and error translation live in `base.EngineStore`; this
-module has only the engine calls and the filter objects.
+module has only the engine calls and the filter objects. It is a little over 400 lines because those
+calls are one engine's whole surface (collections with their generations, points, the per-collection
+`EdgeConfig`, the copy-and-swap build); the lock and the optimizer process live in their own modules.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Conventions every engine follows:
   from incoming payloads and stripped from every payload handed back.
 * Filters are plain dicts in Qdrant's own JSON filter shape, validated and translated by `filters.py`
   (a `filters.FilterNode` parsed already is accepted too, so a request parses its filter once).
+
+About 400 lines on purpose: the protocol, its data types and the validation helpers both engines
+share are the contract, read together.
 """
 
 from __future__ import annotations

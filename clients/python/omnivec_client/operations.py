@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generator
 from urllib.parse import quote
 
-from .bulk import BulkAdd, request_item as _request_item  # noqa: F401 - _request_item: the name before bulk.py
+from .bulk import BulkAdd
 from .calls import Call, Operation, Sleep, Work
 from .errors import OmnivecError
 from .media import MediaSource, encode, read_media
