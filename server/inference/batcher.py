@@ -71,7 +71,7 @@ class BatchingRunner:
         self._metrics = metrics
         self._queue: deque[_Chunk] = deque()
         self._queued_rows = 0
-        self._lock = threading.Lock()  # the queue is taken from by the model thread too (chained calls)
+        self._cond = threading.Condition()  # guards the queue: the model thread takes from it too
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task] = []
         self._closing = False
@@ -124,10 +124,11 @@ class BatchingRunner:
                 width = int(seq.lengths.max())
                 part = {k: v[:, :width] for k, v in part.items()}  # a chunk of short rows drops the long ones' padding
             chunks.append(_Chunk(part, len(next(iter(part.values()))), loop.create_future(), sequences=seq))
-        with self._lock:
+        with self._cond:
             for chunk in chunks:
                 self._queue.append(chunk)
                 self._queued_rows += chunk.rows
+            self._cond.notify()  # a model thread lingering after its last call takes them at once
         self._set_depth()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -153,6 +154,8 @@ class BatchingRunner:
     async def close(self) -> None:
         """Stop taking work, finish what is queued, stop the workers."""
         self._closing = True
+        with self._cond:
+            self._cond.notify_all()
         if self._wakeup is not None:
             self._wakeup.set()
         if self._workers:
@@ -172,7 +175,7 @@ class BatchingRunner:
             self._metrics.queue_depth.labels(self.tower).set(self._queued_rows)
 
     def _drop_cancelled(self) -> None:
-        with self._lock:
+        with self._cond:
             self._drop_cancelled_locked()
 
     def _drop_cancelled_locked(self) -> None:
@@ -186,7 +189,7 @@ class BatchingRunner:
         """Up to max_batch rows from the head of the queue (loop or model thread)."""
         batch: list[_Chunk] = []
         rows = 0
-        with self._lock:
+        with self._cond:
             while self._queue:
                 self._drop_cancelled_locked()
                 if not self._queue or rows + self._queue[0].rows > self.max_batch:
@@ -273,10 +276,25 @@ class BatchingRunner:
             loop.call_soon_threadsafe(self._deliver, batch, out, started, time.monotonic())
             if not chain or not self._may_chain():
                 return None
-            batch = self._take()
+            batch = self._take() or self._linger()
             if not batch:
                 return None
             self._observe_start(batch, time.monotonic())
+
+    def _linger(self) -> list[_Chunk]:
+        """On the model thread, queue empty: wait up to max_wait for the next rows and take them
+        without the event loop. Clients in a closed loop resubmit one by one; starting on the
+        first keeps the model busy while the loop answers the rest (else all N come back as one
+        batch and the model idles while the loop serves them, every round). Gives the thread
+        back at once when another call waits on the executor."""
+        deadline = time.monotonic() + self.max_wait
+        with self._cond:
+            while not self._queue and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._may_chain():
+                    return []
+                self._cond.wait(min(remaining, 0.001))  # 1 ms slices: re-check the executor's queue
+        return self._take()
 
     def _deliver(self, batch: list[_Chunk], out: np.ndarray, started: float, done: float) -> None:
         """On the loop: each request's rows, and the throughput figures."""

@@ -256,3 +256,32 @@ def test_chained_calls_leave_room_for_other_work_on_the_executor():
 
         before, after = run(main())
     assert after - before <= 2, f"the image call waited for {after - before} text calls"
+
+
+def test_model_thread_lingers_for_the_next_request(pool):
+    """After a call that emptied the queue, the model thread waits (up to max_wait) for the next
+    row and starts on it itself. Closed-loop clients come back one by one while the event loop
+    answers the others; if the next call could only start from the loop, all N would come back as
+    one batch each round and the model would idle while the loop serves them."""
+    encoder = GatedEncoder(delay=0.0)
+    runner = BatchingRunner(encoder, pool, max_batch=8, max_wait_ms=2000)
+
+    async def main():
+        first = asyncio.ensure_future(runner.run(rows(1.0)))
+        while not encoder.started:
+            await asyncio.sleep(0.001)
+        encoder.go.set()
+        await first
+        await asyncio.sleep(0.05)  # everything settled: queue empty, model thread lingering
+        second = asyncio.ensure_future(runner.run(rows(2.0)))
+        await asyncio.sleep(0)  # it is queued
+        time.sleep(0.3)  # the event loop is busy (here: blocked) answering other requests
+        loop_free = time.monotonic()
+        out = await second
+        await runner.close()
+        return loop_free, out
+
+    loop_free, out = run(main())
+    np.testing.assert_array_equal(out, expected(2.0))
+    assert encoder.calls == [[1.0], [2.0]]
+    assert encoder.started[1] < loop_free, "the second call waited for the event loop"
