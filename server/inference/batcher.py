@@ -6,10 +6,13 @@ While the model is busy, new requests pile up and form the next batch, so batchi
 fixed wait. When a call ends, the model thread itself takes what queued up meanwhile and runs
 it (results go back to the event loop as each call ends): under load the loop is busy with HTTP
 work, and waiting for it between calls left the model idle 15-20% of the time at 32
-connections. It hands the thread back as soon as another tower's call waits for it. Text rows of a dynamic-length tower carry their lengths: chunks of different
-widths are merged by padding, and a batch is cut into a few calls of similar length
-(`sequences.py`). A short extra wait is spent only when recent batches were larger than what is
-queued now (concurrent clients are about to resubmit); a lone client after an idle period
+connections. When the queue is empty it lingers up to max_wait for the next row (closed-loop
+clients come back one by one; starting on the first keeps the model busy while the loop answers
+the rest), and hands the thread back as soon as another tower's call waits for it.
+Text rows of a dynamic-length tower carry their lengths: chunks of different widths are merged
+by padding, and a batch is cut into a few calls of similar length (`sequences.py`). When the
+thread went back, a short extra wait is spent only when recent batches were larger than what
+is queued now (concurrent clients are about to resubmit); a lone client after an idle period
 never waits. Rows whose request was cancelled (client gone) are dropped before inference;
 a failing batch is retried request by request so only the request that breaks the model fails.
 """
