@@ -319,7 +319,10 @@ class BatchingRunner:
     async def _run_batch(self, batch: list[_Chunk], chain: bool = True) -> None:
         loop = asyncio.get_running_loop()
         self._observe_start(batch, time.monotonic())
-        failed = await loop.run_in_executor(self._executor, self._chain, batch, loop, chain)  # runs after the last _deliver
+        try:
+            failed = await loop.run_in_executor(self._executor, self._chain, batch, loop, chain)  # runs after the last _deliver
+        except Exception as exc:  # e.g. the executor is gone: fail these requests, keep the worker
+            failed = (batch, exc)
         if failed is None:
             return
         bad, exc = failed

@@ -285,3 +285,19 @@ def test_model_thread_lingers_for_the_next_request(pool):
     np.testing.assert_array_equal(out, expected(2.0))
     assert encoder.calls == [[1.0], [2.0]]
     assert encoder.started[1] < loop_free, "the second call waited for the event loop"
+
+
+def test_executor_gone_fails_the_requests_not_the_worker():
+    """A model call that cannot even be scheduled fails its requests with inference_failed."""
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+    runner = BatchingRunner(RecordingEncoder(), executor, max_batch=4, max_wait_ms=0)
+
+    async def main():
+        calls = asyncio.gather(*(runner.run(rows(float(i))) for i in range(3)), return_exceptions=True)
+        outcomes = await asyncio.wait_for(calls, 30)  # a dead worker would leave them hanging
+        await runner.close()
+        return outcomes
+
+    outcomes = run(main())
+    assert all(isinstance(o, OmnivecError) and o.code == ErrorCode.INFERENCE_FAILED for o in outcomes), outcomes
