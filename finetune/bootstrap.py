@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .bootstrap_data import FORMAT_VERSION, TextCache, decode, generate_corpora
-from .bootstrap_eval import PARAPHRASE_QUERIES, evaluate, markdown_report
+from .bootstrap_eval import PARAPHRASE_QUERIES, bootstrap_report, evaluate_bootstrap
 from .bootstrap_train import train_tower
 from .data import read_manifest
 
@@ -128,7 +128,7 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
         p.requires_grad_(False)
     texts = TextCache(model, loaded.tokenizer)
     data = timed("decode", lambda: decode(corpora, loaded, say))
-    untrained = timed("evaluate_untrained", lambda: evaluate(model, data, texts))  # the baseline: where training starts
+    untrained = timed("evaluate_untrained", lambda: evaluate_bootstrap(model, data, texts))  # the baseline: where training starts
     # The towers share one logit_scale: each run starts from the initial temperature, and the
     # bundle keeps the image run's (the audio run must not change the image tower's calibration).
     initial_scale = model.logit_scale.detach().clone()
@@ -141,7 +141,7 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
         model.logit_scale.copy_(image_scale)
     model.eval()
     details: dict[str, Any] = {}
-    metrics = timed("evaluate", lambda: evaluate(model, data, texts, details))
+    metrics = timed("evaluate", lambda: evaluate_bootstrap(model, data, texts, details))
     say("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
     from omnivec.model_export.export import export_bundle
@@ -156,7 +156,7 @@ def bootstrap(config: BootstrapConfig, *, progress: bool = True) -> BootstrapRes
     demo = timed("demo", lambda: write_demo(corpora, out / "demo", config))
     timings["cpu_total"] = round(cpu_seconds() - cpu_started, 1)  # all cores, espeak-ng included: the cost on a shared machine
     report = {"cache_key": config.cache_key(), "config": {k: str(v) for k, v in asdict(config).items()}, "metrics": metrics, "untrained": untrained, "timings": timings, **details}
-    (out / "report.md").write_text(markdown_report(metrics, untrained, timings, details))
+    (out / "report.md").write_text(bootstrap_report(metrics, untrained, timings, details))
     (out / "bootstrap.json").write_text(json.dumps(report, indent=2))
     seconds = time.perf_counter() - started
     say(f"omnivec-mini built in {seconds:.0f} s: bundle {bundle}, demo collection {demo}")

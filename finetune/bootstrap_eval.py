@@ -135,7 +135,7 @@ def style_metrics(model: Any, data: dict[str, Items], texts: TextCache, details:
     return out
 
 
-def evaluate(model: Any, data: dict[str, Items], texts: TextCache, details: dict | None = None) -> dict[str, float]:
+def evaluate_bootstrap(model: Any, data: dict[str, Items], texts: TextCache, details: dict | None = None) -> dict[str, float]:
     """The quality bars: held-out colour-shape pairs, held-out voices, paraphrases, retrieval.
 
     `details`, if given, receives each paraphrase query's top-5 labels (written to the report)."""
@@ -192,7 +192,7 @@ def evaluate(model: Any, data: dict[str, Items], texts: TextCache, details: dict
     return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
-def markdown_report(metrics: dict[str, float], untrained: dict[str, float], timings: dict[str, float], details: dict | None = None) -> str:
+def bootstrap_report(metrics: dict[str, float], untrained: dict[str, float], timings: dict[str, float], details: dict | None = None) -> str:
     details = details or {}
     lines = ["# omnivec-mini bootstrap report", "", "| metric | trained | untrained |", "|---|---|---|"]
     lines += [f"| {k} | {v:.3f} | {untrained.get(k, float('nan')):.3f} |" for k, v in metrics.items()]
