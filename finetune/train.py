@@ -4,6 +4,9 @@ AdamW with warmup + cosine, checkpoints and resume, per-epoch evaluation, export
 Several processes (`torchrun --nproc-per-node N -m omnivec finetune ...`): each rank takes
 its share of every global batch, the ring loss sees all ranks' pairs, and gradients are
 averaged across ranks after each step (the ring loss's `grad_reduction="mean"` convention).
+
+A little over 400 lines because the loop, its checkpoint/resume and the per-epoch evaluation share
+the loop's state; the losses, data, batching and export live in their own modules.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Why it exists: a model that only ever saw one renderer learns that renderer's st
 are drawn by different code (numpy shape functions, supersampled coverage, own backgrounds, own
 colours and sizes), in the styles people actually produce: paint-program shapes on white, icons on
 dark or saturated fields, sketches, photos with clutter, JPEG thumbnails. Nothing here is used in
-training; it was written without reading the training renderers.
+training; it was written without reading the training renderers. Kept in one file of a little over
+400 lines so that nothing in it is shared with (or reaches into) the training code.
 """
 
 from __future__ import annotations
