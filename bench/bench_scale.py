@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"recall_at_10_{label}_{q}"] = r["recall_at_10"]
         figures[f"rss_gib_{label}_{q}"] = r["rss_gib"]
         figures[f"disk_gib_{label}_{q}"] = r["disk_gib"]
-        if r["dims"] == main_dim and r["quantization"] == ("int8" if "int8" in quants else quants[0]):
+        build_label = next((parse_setting(s)[0] for s in quants if s.startswith("int8")), parse_setting(quants[0])[0])  # the int8 row's label
+        if r["dims"] == main_dim and r["quantization"] == build_label:
             figures[f"build_s_{label}"] = r["build_s"]
     base = next((r for r in rows if r["model_dim"] == main_dim and r["dims"] == main_dim and r["quantization"] == "none"), None)
     if base:
