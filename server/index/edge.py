@@ -332,8 +332,9 @@ class EdgeIndexStore(EngineStore):
     def _engine_upsert(self, name: str, points: Prepared) -> None:
         with self._writing(name) as coll:
             for i in range(0, len(points), _UPSERT_BATCH):
-                batch = [qe.Point(uid, vec, payload) for uid, _pid, vec, payload in points[i : i + _UPSERT_BATCH]]
-                coll.apply(qe.UpdateOperation.upsert_points(batch))
+                chunk = points[i : i + _UPSERT_BATCH]
+                batch = [qe.Point(uid, vec, payload) for uid, _pid, vec, payload in chunk]
+                coll.apply(qe.UpdateOperation.upsert_points(batch), upserted=[uid for uid, _pid, _vec, _payload in chunk])
 
     def _engine_retrieve(self, name: str, uids: list[str], with_payload: bool, with_vectors: bool) -> list[Any]:
         out: list[Any] = []

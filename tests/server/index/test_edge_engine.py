@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import uuid
 import time
 
+import numpy as np
 import pytest
 
 from omnivec.server.index import (
@@ -120,6 +122,16 @@ def test_edge_optimize_does_not_block_searches_and_keeps_concurrent_writes(tmp_p
         assert s.delete_points("c", ids=["p1"]) == 1
         assert s.delete_points("c", filter={"must": [{"has_id": ["p2", "p3"]}]}) == 2
         s.upsert("c", [Point("p4", data[4], {"i": 4, "rewritten": True})])
+        # Orderings the catch-up must get right: a new point deleted again; an old point whose
+        # payload changes before a delete by its old payload (it survives); a moved vector.
+        s.upsert("c", [Point("gone", data[7], {"tmp": True})])
+        s.upsert("c", [Point("p5", data[5], {"i": 5, "tag": "kept"})])
+        assert s.delete_points("c", filter={"should": [{"key": "tmp", "match": {"value": True}}, {"key": "i", "match": {"value": 5}}], "must_not": [{"key": "tag", "match": {"value": "kept"}}]}) == 1
+        s.upsert("c", [Point("p6", data[1199], {"i": 6, "moved": True})])
+        s.upsert("c", [Point("p1100", data[1100], {"i": 1100, "late": True})])  # written twice
+        journal = s._collections["c"].journal
+        assert journal is not None and len(journal.ops) == 3, "upserts are journaled as ids, other writes as operations"
+        assert len(journal.touched_ids()) == 200 + 4  # p1000-p1199 (p1100 twice), p4, gone, p5, p6
         searches = 0
         while not done.is_set() and searches < 10_000:
             assert s.search("c", data[1100], top_k=1)[0].id == "p1100"
@@ -133,6 +145,13 @@ def test_edge_optimize_does_not_block_searches_and_keeps_concurrent_writes(tmp_p
         assert s.count("c") == 1200 - 3
         assert s.existing_ids("c", ["p1", "p2", "p3", "p4", "p1199"]) == {"p4", "p1199"}
         assert s.retrieve("c", ["p4"])[0].payload == {"i": 4, "rewritten": True}
+        assert s.existing_ids("c", ["gone", "p5"]) == {"p5"}
+        assert s.retrieve("c", ["p5"])[0].payload == {"i": 5, "tag": "kept"}
+        moved = s.retrieve("c", ["p6"], with_vectors=True)[0]
+        assert moved.payload == {"i": 6, "moved": True}
+        unit = np.asarray(data[1199], np.float32) / np.linalg.norm(data[1199])
+        np.testing.assert_allclose(moved.vector, unit, atol=4 * np.finfo(np.float32).eps)  # normalised once more at most
+        assert [h.id for h in s.search("c", data[1199], top_k=2)] in (["p1199", "p6"], ["p6", "p1199"])
         assert s.count("c", filter={"must": [{"key": "late", "match": {"value": True}}]}) == 200
         assert sorted(p.name for p in (tmp_path / "idx" / "c").iterdir()) == ["collection.json", "shard-1"]
     finally:
@@ -202,3 +221,61 @@ def test_an_engine_failure_is_500_index_failed_and_logged(tmp_path, caplog):
     assert any("index engine failed" in r.message and r.exc_info for r in caplog.records)
     store._collections["c"].shard = store._collections["c"].shard.inner
     store.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_build_journal_catch_up_matches_the_live_shard(tmp_path, seed):
+    # Random writes on a small id space: before the copy, during the build (first round), and
+    # while the first round catches up (second round); the caught-up copy must equal the live shard.
+    import random
+
+    import qdrant_edge as qe
+
+    rng = random.Random(seed)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(24)]
+
+    def shard(name):
+        return qe.EdgeShard.create(str(tmp_path / name), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=4, distance=qe.Distance.Cosine)))
+
+    def random_op():
+        kind = rng.random()
+        if kind < 0.6:
+            batch = rng.sample(ids, rng.randint(1, 4))
+            points = [qe.Point(i, [rng.uniform(0.1, 1) for _ in range(4)], {"g": rng.randint(0, 7)}) for i in batch]
+            return qe.UpdateOperation.upsert_points(points), batch
+        if kind < 0.8:
+            return qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[qe.FieldCondition("g", match=qe.MatchValue(rng.randint(0, 7)))])), None
+        return qe.UpdateOperation.delete_points(rng.sample(ids, 2)), None
+
+    live, copy = shard("live"), shard("copy")
+    for _ in range(30):  # before the copy: both shards see them
+        op, _ = random_op()
+        live.update(op)
+        copy.update(op)
+    first, second = edge_mod.BuildJournal(), edge_mod.BuildJournal()
+    # A point whose new payload is deleted by filter: the copy's old payload does not match it.
+    stale = qe.Point(ids[0], [1.0, 0.5, 0.5, 0.5], {"g": 100})
+    for s in (live, copy):
+        s.update(qe.UpdateOperation.upsert_points([stale]))
+    for op, upserted in (
+        (qe.UpdateOperation.upsert_points([qe.Point(ids[0], [0.5, 1.0, 0.5, 0.5], {"g": 101})]), [ids[0]]),
+        (qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[qe.FieldCondition("g", match=qe.MatchValue(101))])), None),
+    ):
+        live.update(op)
+        first.record(op, upserted)
+    for journal in (first, second):
+        for _ in range(30):
+            op, upserted = random_op()
+            live.update(op)
+            journal.record(op, upserted)
+        if journal is first:
+            first.catch_up(live, copy)  # the second round's writes happen after this read
+    second.catch_up(live, copy)
+
+    def state(s):
+        return {str(r.id): (r.payload, [round(v, 5) for v in r.vector]) for r in s.retrieve(ids, True, True)}
+
+    assert state(copy) == state(live)
+    assert state(live), "the random writes left nothing to compare"
+    live.close()
+    copy.close()
