@@ -53,7 +53,6 @@ try:
     os.nice(10)
 except Exception:
     pass
-import numpy as np
 import qdrant_edge as qe
 t = time.time()
 shard = qe.EdgeShard.load(sys.argv[1])
