@@ -8,13 +8,17 @@ bench writes the same `--writes` points into a collection twice: once with no bu
 baseline), once while a build is held open (the child waits until the writes are done, so the
 whole batch lands in the journal). It reports the process's anonymous memory growth (RssAnon,
 the memory a journal holds; the shards themselves are memory-mapped files) for each, and how long
-the catch-up and the exclusive swap take.
+the catch-up and the exclusive swap take. It also samples the build child's peak memory (anonymous
+and file-backed) against the built collection's size on disk (its vectors, graph and payloads; the
+live process maps the same files): what a build costs on top of the collection it builds.
 
     .venv/bin/python bench/bench_build_journal.py --quick   # 20k points + 20k written during the build, ~1 min
     .venv/bin/python bench/bench_build_journal.py           # 100k + 100k
 
 Ends with one JSON line: `rss_growth_during_build_over_idle` (1.0: writes during a build cost
-no more memory than the same writes without one), the two growths in MiB, `catch_up_s`, `swap_ms`.
+no more memory than the same writes without one), the two growths in MiB, `catch_up_s`, `swap_ms`,
+`collection_rss_mib`, `collection_disk_mib_after_build`, `build_child_peak_{rss,anon,file}_mib` and
+`build_child_anon_over_collection_disk` (the build's own anonymous memory / the built collection's size).
 """
 
 from __future__ import annotations
@@ -37,12 +41,33 @@ from omnivec.server.index import EdgeIndexStore, Point  # noqa: E402
 from omnivec.server.index import edge_optimizer  # noqa: E402
 
 
+def memory_mib(pid: str = "self") -> dict[str, float]:
+    """A process's resident memory (MiB) from /proc: RssAnon, RssFile and VmRSS."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "VmRSS"):
+            found[key] = int(value.split()[0]) / 1024
+    if "RssAnon" not in found:
+        raise RuntimeError(f"no RssAnon in /proc/{pid}/status (Linux only)")
+    return found
+
+
 def rss_anon_mib() -> float:
-    """This process's anonymous resident memory (MiB), from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
+    """This process's anonymous resident memory (MiB)."""
+    return memory_mib()["RssAnon"]
+
+
+def sample_peaks(pid: int, stop: threading.Event, peaks: dict[str, float]) -> None:
+    """Keep the highest RssAnon / RssFile / VmRSS of process `pid` until it exits or `stop` is set."""
+    while not stop.is_set():
+        try:
+            now = memory_mib(str(pid))
+        except (FileNotFoundError, ProcessLookupError, RuntimeError):
+            return
+        for key, value in now.items():
+            peaks[key] = max(peaks.get(key, 0.0), value)
+        time.sleep(0.05)
 
 
 def vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -80,9 +105,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = EdgeIndexStore(Path(tmp) / "idx", search_threads=1, indexing_threads=1)
         try:
+            empty = memory_mib()
             for name in ("idle", "built"):
                 store.create_collection(name, args.dim, space_id="bench", model="bench")
                 write(store, name, base, 0)
+            loaded = memory_mib()
             idle = growth_of(store, "idle", extra, args.points)
             errors: list[BaseException] = []
 
@@ -96,16 +123,30 @@ def main() -> None:
             thread.start()
             while store._collections["built"].journal is None:
                 time.sleep(0.01)
+            child_peaks: dict[str, float] = {}
+            stop = threading.Event()
+            sampler = threading.Thread(target=sample_peaks, args=(store._collections["built"].proc.pid, stop, child_peaks), daemon=True)
             during = growth_of(store, "built", extra, args.points)
+            sampler.start()  # the child's own memory: from when it starts building
             flag.touch()
             thread.join()
+            stop.set()
+            sampler.join()
             if errors:
                 raise errors[0]
             timings = store.last_optimize_timings
             assert store.count("built") == args.points + args.writes
+            built = store._collections["built"].shard_dir
+            # without the write-ahead log: preallocated (~0.13 GiB) whatever the collection's size
+            disk_mib = sum(f.stat().st_size for f in built.rglob("*") if f.is_file() and "wal" not in f.relative_to(built).parts) / 2**20
         finally:
             store.close()
+    # one collection's share of this process's memory before the writes (two twins were filled)
+    per_collection = {k: (loaded[k] - empty[k]) / 2 for k in ("RssAnon", "RssFile", "VmRSS")}
     print(f"anonymous memory growth for {args.writes} writes: {idle:.1f} MiB idle, {during:.1f} MiB during a build")
+    print(f"one collection of {args.points}: {per_collection['VmRSS']:.0f} MiB resident ({per_collection['RssAnon']:.0f} anonymous); "
+          f"built collection of {args.points + args.writes}: {disk_mib:.0f} MiB on disk; "
+          f"build child peak {child_peaks.get('VmRSS', 0):.0f} MiB ({child_peaks.get('RssAnon', 0):.0f} anonymous, {child_peaks.get('RssFile', 0):.0f} file-backed)")
     final_json({
         "rss_growth_during_build_over_idle": during / max(idle, 1.0),
         "rss_growth_idle_mib": idle,
@@ -113,6 +154,13 @@ def main() -> None:
         "vectors_written_mib": args.writes * args.dim * 4 / 2**20,
         "catch_up_s": timings.get("caught_up", float("nan")) - timings.get("locked", float("nan")),
         "swap_ms": 1000 * (timings.get("swapped", float("nan")) - timings.get("caught_up", timings.get("locked", float("nan")))),
+        "collection_rss_mib": per_collection["VmRSS"],
+        "collection_anon_mib": per_collection["RssAnon"],
+        "build_child_peak_rss_mib": child_peaks.get("VmRSS", float("nan")),
+        "build_child_peak_anon_mib": child_peaks.get("RssAnon", float("nan")),
+        "build_child_peak_file_mib": child_peaks.get("RssFile", float("nan")),
+        "collection_disk_mib_after_build": disk_mib,
+        "build_child_anon_over_collection_disk": child_peaks.get("RssAnon", float("nan")) / max(disk_mib, 1.0),
         "points": args.points,
         "writes": args.writes,
         "dim": args.dim,
