@@ -56,6 +56,51 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def proc_memory(pid: int | str = "self") -> dict[str, int]:
+    """A process's memory lines from /proc/PID/status in bytes (VmRSS, RssAnon, RssFile, VmHWM, ...);
+    raises OSError once the process is gone."""
+    found = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def dir_bytes(path: Path, skip: tuple[str, ...] = ()) -> int:
+    """Bytes of the files under `path`, leaving out any whose relative path has a part in `skip`."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not set(f.relative_to(path).parts) & set(skip))
+
+
+async def post_all(url: str, path: str, bodies: list[dict], connections: int) -> float:
+    """POST every body to `url + path`, `connections` at a time; items/s over the whole phase
+    (items: the length of each body's "items" or "inputs"). Any non-200 or item error aborts."""
+    import asyncio
+
+    import httpx
+
+    queue = list(reversed(bodies))
+    items = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal items
+        while queue:
+            body = queue.pop()
+            r = await client.post(f"{url}{path}", json=body)
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: HTTP {r.status_code}: {r.text[:300]}")
+            data = r.json()
+            if data.get("errors"):
+                raise RuntimeError(f"{path}: item errors: {data['errors'][:2]}")
+            items += len(body.get("items") or body.get("inputs"))
+
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=connections)) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+        return items / (time.perf_counter() - start)
+
+
 def final_json(figures: dict) -> None:
     """The last line of every benchmark: one JSON object of its figures."""
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}), flush=True)

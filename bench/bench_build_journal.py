@@ -35,22 +35,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import final_json  # noqa: E402
+from _common import dir_bytes, final_json, proc_memory  # noqa: E402
 
 from omnivec.server.index import EdgeIndexStore, Point  # noqa: E402
 from omnivec.server.index import edge_optimizer  # noqa: E402
 
 
-def memory_mib(pid: str = "self") -> dict[str, float]:
-    """A process's resident memory (MiB) from /proc: RssAnon, RssFile and VmRSS."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("RssAnon", "RssFile", "VmRSS"):
-            found[key] = int(value.split()[0]) / 1024
-    if "RssAnon" not in found:
-        raise RuntimeError(f"no RssAnon in /proc/{pid}/status (Linux only)")
-    return found
+def memory_mib(pid: int | str = "self") -> dict[str, float]:
+    """A process's RssAnon, RssFile and VmRSS in MiB."""
+    found = proc_memory(pid)
+    return {k: found[k] / 2**20 for k in ("RssAnon", "RssFile", "VmRSS")}
 
 
 def rss_anon_mib() -> float:
@@ -63,7 +57,7 @@ def sample_peaks(pid: int, stop: threading.Event, peaks: dict[str, float]) -> No
     while not stop.is_set():
         try:
             now = memory_mib(str(pid))
-        except (FileNotFoundError, ProcessLookupError, RuntimeError):
+        except (OSError, KeyError):
             return
         for key, value in now.items():
             peaks[key] = max(peaks.get(key, 0.0), value)
@@ -121,7 +115,7 @@ def main() -> None:
 
             thread = threading.Thread(target=build)
             thread.start()
-            while store._collections["built"].journal is None:
+            while store._collections["built"].proc is None:  # set after the journal, in the same step
                 time.sleep(0.01)
             child_peaks: dict[str, float] = {}
             stop = threading.Event()
@@ -138,7 +132,7 @@ def main() -> None:
             assert store.count("built") == args.points + args.writes
             built = store._collections["built"].shard_dir
             # without the write-ahead log: preallocated (~0.13 GiB) whatever the collection's size
-            disk_mib = sum(f.stat().st_size for f in built.rglob("*") if f.is_file() and "wal" not in f.relative_to(built).parts) / 2**20
+            disk_mib = dir_bytes(built, skip=("wal",)) / 2**20
         finally:
             store.close()
     # one collection's share of this process's memory before the writes (two twins were filled)

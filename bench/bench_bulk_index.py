@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bundle, final_json, percentile  # noqa: E402
+from _common import bundle, final_json, percentile, post_all, proc_memory  # noqa: E402
 
 WORDS = "red green blue dog cat car tree house river mountain photo of a the small large old new street beach".split()
 
@@ -59,12 +59,11 @@ def rss_bytes(pid: int) -> int:
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            total += proc_memory(p)["VmRSS"]
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration):
+        except (OSError, KeyError):
             continue
     return total
 
@@ -85,27 +84,9 @@ class RssSampler(threading.Thread):
         self.peak = self.last
 
 
-async def _embed_all(url: str, bodies: list[dict], connections: int) -> float:
-    queue = list(reversed(bodies))
-    count = 0
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal count
-        while queue:
-            body = queue.pop()
-            r = await client.post(f"{url}/v1/embed", json=body)
-            r.raise_for_status()
-            count += len(body["inputs"])
-
-    async with httpx.AsyncClient(timeout=300) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-        return count / (time.perf_counter() - start)
-
-
 def embed_rate(url: str, data: list[str], batch: int, connections: int) -> float:
     bodies = [{"inputs": [{"text": t} for t in data[i : i + batch]], "encoding": "base64"} for i in range(0, len(data), batch)]
-    return asyncio.run(_embed_all(url, bodies, connections))
+    return asyncio.run(post_all(url, "/v1/embed", bodies, connections))
 
 
 def add_rate(url: str, name: str, data: list[str], batch: int, concurrency: int, keep_media: bool = True) -> float:

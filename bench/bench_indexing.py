@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bundle, final_json  # noqa: E402
+from _common import bundle, final_json, post_all  # noqa: E402
 
 WORDS = "red green blue dog cat car tree house river mountain photo of a the small large old new street beach".split()
 
@@ -56,37 +56,12 @@ def make_items(count: int, image_size: int, seed: int = 0) -> dict[str, list[dic
     return {"mixed": mixed, "image": images, "text": texts}
 
 
-async def _send_all(url: str, path: str, bodies: list[dict], connections: int) -> float:
-    """Post every body (connections at a time); items/s over the whole phase. Any non-200 aborts."""
-    import httpx
-
-    queue = list(reversed(bodies))
-    items = 0
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal items
-        while queue:
-            body = queue.pop()
-            r = await client.post(f"{url}{path}", json=body)
-            if r.status_code != 200:
-                raise RuntimeError(f"{path}: HTTP {r.status_code}: {r.text[:300]}")
-            data = r.json()
-            if data.get("errors"):
-                raise RuntimeError(f"{path}: item errors: {data['errors'][:2]}")
-            items += len(body.get("items") or body.get("inputs"))
-
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=connections)) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-        return items / (time.perf_counter() - start)
-
-
 def measure(url: str, items: list[dict], batch: int, connections: int, rounds: int, tag: str) -> dict:
     import httpx
 
     chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
     embed_bodies = [{"inputs": chunk} for chunk in chunks]
-    warm = asyncio.run(_send_all(url, "/v1/embed", embed_bodies[:2], connections))  # warm-up: sessions, allocator
+    warm = asyncio.run(post_all(url, "/v1/embed", embed_bodies[:2], connections))  # warm-up: sessions, allocator
     del warm
     embed, index = [], []
     for r in range(rounds):
@@ -95,7 +70,7 @@ def measure(url: str, items: list[dict], batch: int, connections: int, rounds: i
         index_bodies = [{"items": chunk} for chunk in chunks]
         phases = [("embed", "/v1/embed", embed_bodies), ("index", f"/v1/collections/{name}/items", index_bodies)]
         for kind, path, bodies in phases if r % 2 == 0 else phases[::-1]:
-            (embed if kind == "embed" else index).append(asyncio.run(_send_all(url, path, bodies, connections)))
+            (embed if kind == "embed" else index).append(asyncio.run(post_all(url, path, bodies, connections)))
         count = httpx.get(f"{url}/v1/collections/{name}", timeout=30).json()["count"]
         if count != len(items):
             raise RuntimeError(f"{name}: {count} items stored, expected {len(items)}")

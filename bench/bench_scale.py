@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import bundle, final_json, percentile  # noqa: E402
+from bench._common import bundle, dir_bytes, final_json, percentile, proc_memory  # noqa: E402
 from omnivec.server.index import EdgeIndexStore, Point, VectorOptions  # noqa: E402
 from omnivec.server_process import ServerProcess  # noqa: E402
 
@@ -122,15 +122,13 @@ def build(root: Path, data: np.ndarray, model_dim: int, dims: int, opts: VectorO
         build_s = time.perf_counter() - t
     finally:
         store.close()
-    disk = sum(f.stat().st_size for f in (root / "index" / name).rglob("*") if f.is_file())
+    disk = dir_bytes(root / "index" / name)
     return {"upsert_s": upsert_s, "hnsw_s": build_s, "build_s": upsert_s + build_s, "disk_gib": disk / 2**30}
 
 
 def rss_gib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
+    rss = proc_memory(pid).get("VmRSS")
+    return rss / 2**30 if rss is not None else float("nan")
 
 
 def search_body(q: np.ndarray, flt: dict | None = None) -> dict:
