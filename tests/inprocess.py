@@ -43,6 +43,18 @@ class InProcessServer:
         self.thread.join(30)
 
 
+def one_thread_settings(data_dir, bundle):
+    """Settings serving `bundle` from `data_dir` with every thread pool at 1 (2 shared cores: more is slower)."""
+    from omnivec.server.settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    settings.model.bundle = bundle
+    settings.model.intra_op_threads = 1
+    settings.server.preprocess_threads = 1
+    settings.index.search_threads = 1
+    return settings
+
+
 @contextlib.contextmanager
 def engine_server(engine: str, settings) -> Iterator[InProcessServer]:
     """The app on `engine` ("edge": its files under settings.data_dir; "qdrant": qdrant-client in memory) behind real HTTP,

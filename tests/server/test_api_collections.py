@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from omnivec.server.api.app import create_app
-from omnivec.server.settings import Settings
-from tests.inprocess import InProcessServer, engine_server
+from tests.inprocess import InProcessServer, engine_server, one_thread_settings
 from tests.media import encode, scene
 from tests.media_server import MediaServer
 from tests.http_checks import assert_error
@@ -39,11 +38,7 @@ def media():
 
 @pytest.fixture(scope="module", params=["edge", "qdrant"])
 def api(request, tiny_bundle, tmp_path_factory, media):
-    settings = Settings(data_dir=tmp_path_factory.mktemp(f"data-{request.param}"))
-    settings.model.bundle = tiny_bundle
-    settings.model.intra_op_threads = 1
-    settings.server.preprocess_threads = 1
-    settings.index.search_threads = 1
+    settings = one_thread_settings(tmp_path_factory.mktemp(f"data-{request.param}"), tiny_bundle)
     settings.fetch.allow_private = ["127.0.0.1/32"]
     settings.fetch.read_timeout_s = 0.5
     settings.fetch.max_bytes = 500_000
@@ -310,10 +305,7 @@ def test_label_sets_live_with_the_index(api, client, tiny_bundle, tmp_path):
     if api.engine == "edge":
         assert client.delete("/v1/labelsets/shared-scenes").status_code == 200
         return
-    settings = Settings(data_dir=tmp_path / "replica-data")
-    settings.model.bundle = tiny_bundle
-    settings.model.intra_op_threads = 1
-    settings.server.preprocess_threads = 1
+    settings = one_thread_settings(tmp_path / "replica-data", tiny_bundle)
     with InProcessServer(create_app(settings, store=api.store)) as replica:
         body = {"inputs": [{"text": "city lights"}], "labelset": "shared-scenes"}
         answer = httpx.post(f"{replica.url}/v1/classify", json=body, timeout=30)

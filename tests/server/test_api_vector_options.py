@@ -12,9 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from omnivec.server.settings import Settings
 from tests.http_checks import assert_error
-from tests.inprocess import engine_server
+from tests.inprocess import engine_server, one_thread_settings
 
 DIM = 64
 TEXTS = ["a red disk on a gradient", "a blue square", "a quiet river at dawn", "mountain road", "city lights at night", "a small boat"]
@@ -22,11 +21,7 @@ TEXTS = ["a red disk on a gradient", "a blue square", "a quiet river at dawn", "
 
 @pytest.fixture(scope="module", params=["edge", "qdrant"])
 def api(request, tiny_bundle, tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp(f"vec-{request.param}"))
-    settings.model.bundle = tiny_bundle
-    settings.model.intra_op_threads = 1
-    settings.server.preprocess_threads = 1
-    settings.index.search_threads = 1
+    settings = one_thread_settings(tmp_path_factory.mktemp(f"vec-{request.param}"), tiny_bundle)
     with engine_server(request.param, settings) as srv:
         yield srv
 

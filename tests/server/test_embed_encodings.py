@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 
 from omnivec.server.api.app import create_app
-from omnivec.server.settings import Settings
 from tests.http_checks import assert_error
-from tests.inprocess import InProcessServer
+from tests.inprocess import InProcessServer, one_thread_settings
 
 SUBJECTS = ["a dog", "a cat", "a red car", "an old bicycle", "a sailing boat", "a steam train", "a bowl of soup", "a violin"]
 SCENES = ["on a beach at sunset", "in a snowy forest", "in a busy city street", "inside a quiet library", "next to a river"]
@@ -35,10 +34,7 @@ INT8_TOL = 6 * INT8_SD
 
 @pytest.fixture(scope="module")
 def mini(mini_text_bundle, tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("enc"))
-    settings.model.bundle = mini_text_bundle
-    settings.model.intra_op_threads = 1
-    settings.server.preprocess_threads = 1
+    settings = one_thread_settings(tmp_path_factory.mktemp("enc"), mini_text_bundle)
     with InProcessServer(create_app(settings)) as srv:
         with httpx.Client(base_url=srv.url, timeout=60) as client:
             yield client
