@@ -68,6 +68,20 @@ def proc_memory(pid: int | str = "self") -> dict[str, int]:
     return found
 
 
+def sample_peaks(pid: int, stop, peaks: dict[str, int], every_s: float = 0.05) -> None:
+    """Keep the highest RssAnon / RssFile / VmRSS (bytes) of process `pid` until it exits or `stop`
+    (a threading.Event) is set; run it in a thread beside the work."""
+    while not stop.is_set():
+        try:
+            now = proc_memory(pid)
+        except OSError:
+            return
+        for key in ("RssAnon", "RssFile", "VmRSS"):
+            if key in now:
+                peaks[key] = max(peaks.get(key, 0), now[key])
+        time.sleep(every_s)
+
+
 def dir_bytes(path: Path, skip: tuple[str, ...] = ()) -> int:
     """Bytes of the files under `path`, leaving out any whose relative path has a part in `skip`."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not set(f.relative_to(path).parts) & set(skip))

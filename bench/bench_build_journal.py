@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import dir_bytes, final_json, proc_memory  # noqa: E402
+from _common import dir_bytes, final_json, proc_memory, sample_peaks  # noqa: E402
 
 from omnivec.server.index import EdgeIndexStore, Point  # noqa: E402
 from omnivec.server.index import edge_optimizer  # noqa: E402
@@ -50,18 +50,6 @@ def memory_mib(pid: int | str = "self") -> dict[str, float]:
 def rss_anon_mib() -> float:
     """This process's anonymous resident memory (MiB)."""
     return memory_mib()["RssAnon"]
-
-
-def sample_peaks(pid: int, stop: threading.Event, peaks: dict[str, float]) -> None:
-    """Keep the highest RssAnon / RssFile / VmRSS of process `pid` until it exits or `stop` is set."""
-    while not stop.is_set():
-        try:
-            now = memory_mib(str(pid))
-        except (OSError, KeyError):
-            return
-        for key, value in now.items():
-            peaks[key] = max(peaks.get(key, 0.0), value)
-        time.sleep(0.05)
 
 
 def vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -117,7 +105,7 @@ def main() -> None:
             thread.start()
             while store._collections["built"].proc is None:  # set after the journal, in the same step
                 time.sleep(0.01)
-            child_peaks: dict[str, float] = {}
+            child_peaks: dict[str, int] = {}
             stop = threading.Event()
             sampler = threading.Thread(target=sample_peaks, args=(store._collections["built"].proc.pid, stop, child_peaks), daemon=True)
             during = growth_of(store, "built", extra, args.points)
@@ -140,7 +128,7 @@ def main() -> None:
     print(f"anonymous memory growth for {args.writes} writes: {idle:.1f} MiB idle, {during:.1f} MiB during a build")
     print(f"one collection of {args.points}: {per_collection['VmRSS']:.0f} MiB resident ({per_collection['RssAnon']:.0f} anonymous); "
           f"built collection of {args.points + args.writes}: {disk_mib:.0f} MiB on disk; "
-          f"build child peak {child_peaks.get('VmRSS', 0):.0f} MiB ({child_peaks.get('RssAnon', 0):.0f} anonymous, {child_peaks.get('RssFile', 0):.0f} file-backed)")
+          f"build child peak {child_peaks.get('VmRSS', 0) / 2**20:.0f} MiB ({child_peaks.get('RssAnon', 0) / 2**20:.0f} anonymous, {child_peaks.get('RssFile', 0) / 2**20:.0f} file-backed)")
     final_json({
         "rss_growth_during_build_over_idle": during / max(idle, 1.0),
         "rss_growth_idle_mib": idle,
@@ -150,11 +138,11 @@ def main() -> None:
         "swap_ms": 1000 * (timings.get("swapped", float("nan")) - timings.get("caught_up", timings.get("locked", float("nan")))),
         "collection_rss_mib": per_collection["VmRSS"],
         "collection_anon_mib": per_collection["RssAnon"],
-        "build_child_peak_rss_mib": child_peaks.get("VmRSS", float("nan")),
-        "build_child_peak_anon_mib": child_peaks.get("RssAnon", float("nan")),
-        "build_child_peak_file_mib": child_peaks.get("RssFile", float("nan")),
+        "build_child_peak_rss_mib": child_peaks.get("VmRSS", float("nan")) / 2**20,
+        "build_child_peak_anon_mib": child_peaks.get("RssAnon", float("nan")) / 2**20,
+        "build_child_peak_file_mib": child_peaks.get("RssFile", float("nan")) / 2**20,
         "collection_disk_mib_after_build": disk_mib,
-        "build_child_anon_over_collection_disk": child_peaks.get("RssAnon", float("nan")) / max(disk_mib, 1.0),
+        "build_child_anon_over_collection_disk": child_peaks.get("RssAnon", float("nan")) / 2**20 / max(disk_mib, 1.0),
         "points": args.points,
         "writes": args.writes,
         "dim": args.dim,
