@@ -42,7 +42,7 @@ from .base import PAYLOAD_ID_ONLY, EngineStore, Prepared
 from .documents import FileDocuments
 from .edge_optimizer import META_FILE, EdgeCollection, optimize_by_copy, write_meta
 from .errors import CollectionExists, CollectionNotFound, IndexFailed, IndexStoreError, IndexUnavailable
-from .media import FileMediaStore, MediaStore
+from .media import MediaStore, SqliteMediaStore
 from .store import CollectionMeta, DocumentStore
 from .vector_options import INT8_QUANTILE, VectorOptions
 
@@ -171,7 +171,7 @@ class EdgeIndexStore(EngineStore):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._documents_dir = Path(documents_dir) if documents_dir is not None else self.data_dir.parent
-        self._media: FileMediaStore | None = None
+        self._media: SqliteMediaStore | None = None
         self._search_threads = search_threads
         self._indexing_threads = indexing_threads
         self._hnsw_m = hnsw_m
@@ -280,7 +280,7 @@ class EdgeIndexStore(EngineStore):
 
     def media(self) -> MediaStore:
         if self._media is None:
-            self._media = FileMediaStore(self._documents_dir / "media")
+            self._media = SqliteMediaStore(self._documents_dir / "kept_media", legacy_root=self._documents_dir / "media")
         return self._media
 
     # -- collections ----------------------------------------------------------------------------
@@ -419,3 +419,5 @@ class EdgeIndexStore(EngineStore):
         for coll in colls:
             with coll.write_lock, coll.rw.exclusive():
                 coll.shutdown()
+        if self._media is not None:
+            self._media.close()

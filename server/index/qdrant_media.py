@@ -90,3 +90,6 @@ class QdrantMediaStore:
             found.update(str((p.payload or {}).get("item_id")) for p in points)
             if offset is None:
                 return found
+
+    def close(self) -> None:
+        """Nothing of its own to release: the index store owns the client."""

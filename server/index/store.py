@@ -50,6 +50,7 @@ __all__ = [
     "point_uuid",
     "strip_reserved",
     "validate_collection_name",
+    "is_collection_name",
     "validate_search_args",
     "validate_scroll_args",
     "point_from_record",
@@ -289,9 +290,13 @@ def strip_reserved(payload: Mapping[str, Any] | None) -> dict:
     return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
 
 
+def is_collection_name(name: object) -> bool:
+    return isinstance(name, str) and bool(_NAME_RE.match(name))
+
+
 def validate_collection_name(name: str) -> str:
     """Names double as directory names (Edge) and Qdrant collection names, so keep them portable."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_collection_name(name):
         raise InvalidRequest(
             f"invalid collection name {name!r}: use 1-128 characters from letters, digits, '_', '-', "
             "'.', starting with a letter or digit (e.g. 'photos_2024')"

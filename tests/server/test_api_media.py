@@ -5,8 +5,10 @@ on the Edge engine (files under the data dir) and on the qdrant engine (a hidden
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
+import sqlite3
 
 import httpx
 import pytest
@@ -52,7 +54,12 @@ def _media(server, collection: str, item_id: str, **params) -> httpx.Response:
 
 
 def _kept_files(server, collection: str) -> int:
-    return len(list((server.data_dir / "media" / collection).glob("*/*.media")))
+    """Items with kept media, read from the collection's database beside the running server (WAL: no lock needed)."""
+    path = server.data_dir / "kept_media" / f"{collection}.sqlite3"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT count(*) FROM media").fetchone()[0]
 
 
 def test_each_kind_of_item_keeps_its_media_and_the_route_serves_it(media_server):
@@ -123,7 +130,7 @@ def test_replacing_and_deleting_items_and_collections_deletes_their_media(media_
     assert httpx.post(f"{media_server.url}/v1/collections/gone/items/delete", json=by_filter).json()["deleted"] == 2
     assert _kept_files(media_server, "gone") == 1 and _media(media_server, "gone", "i1").status_code == 200
     assert httpx.delete(f"{media_server.url}/v1/collections/gone").status_code == 200
-    assert not (media_server.data_dir / "media" / "gone").exists()
+    assert not list((media_server.data_dir / "kept_media").glob("gone.*"))
 
 
 def test_the_media_route_is_documented(media_server):
@@ -151,7 +158,7 @@ def test_qdrant_engine_keeps_media_in_its_hidden_collection(tiny_audio_bundle, t
         assert store.ids("q") == {"p"}
         httpx.delete(f"{server.url}/v1/collections/q")
         assert store.ids("q") == set()
-    assert not (tmp_path / "data" / "media").exists()  # nothing written to the data dir on this engine
+    assert not (tmp_path / "data" / "kept_media").exists()  # nothing written to the data dir on this engine
 
 
 def test_a_demo_indexed_before_media_was_kept_gets_its_media_at_the_next_start(tiny_audio_bundle, tmp_path):
@@ -162,7 +169,7 @@ def test_a_demo_indexed_before_media_was_kept_gets_its_media_at_the_next_start(t
     settings = Settings(data_dir=tmp_path / "data", demo_items=tmp_path / "demo" / "items.jsonl", model={"bundle": tiny_audio_bundle, "intra_op_threads": 1})
     with InProcessServer(create_app(settings)) as server:
         assert _media(server, "demo", "t").headers["content-type"] == "audio/ogg"
-    shutil.rmtree(tmp_path / "data" / "media")  # as a server before kept media left it
+    shutil.rmtree(tmp_path / "data" / "kept_media")  # as a server before kept media left it
     with InProcessServer(create_app(settings)) as server:
         assert _media(server, "demo", "p").headers["content-type"] == "image/webp"
         assert _media(server, "demo", "t", original="true").content == WAV

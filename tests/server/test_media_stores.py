@@ -1,24 +1,29 @@
-"""One contract suite over every kept-media store: files under the data dir (Edge engine) and a
-hidden Qdrant collection (qdrant engine, shared by every replica behind that Qdrant)."""
+"""One contract suite over every kept-media store: SQLite databases under the data dir (Edge engine)
+and a hidden Qdrant collection (qdrant engine, shared by every replica behind that Qdrant)."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
 
 import pytest
 from qdrant_client import QdrantClient
 
 from omnivec.server.index import EdgeIndexStore, QdrantIndexStore
 from omnivec.server.index.store import InvalidRequest
-from omnivec.server.index.media import FileMediaStore, KeptMedia, MediaStore
+from omnivec.server.index.media import KeptMedia, MediaStore, SqliteMediaStore
 from omnivec.server.index.qdrant_media import QdrantMediaStore
 
 
-@pytest.fixture(params=["file", "qdrant"])
+@pytest.fixture(params=["sqlite", "qdrant"])
 def media(request, tmp_path) -> MediaStore:
     """Each engine's own media store, as the server gets it (`IndexStore.media()`)."""
-    if request.param == "file":
+    if request.param == "sqlite":
         index = EdgeIndexStore(tmp_path / "index", documents_dir=tmp_path)
         store = index.media()
-        assert isinstance(store, FileMediaStore) and store.root == tmp_path / "media"
+        assert isinstance(store, SqliteMediaStore) and store.root == tmp_path / "kept_media"
     else:
         index = QdrantIndexStore(QdrantClient(":memory:"))
         store = index.media()
@@ -59,8 +64,11 @@ def test_put_many_keeps_a_batch_and_the_last_of_an_id_wins(media, tmp_path):
     assert media.ids("photos") == {f"item-{i}" for i in range(20)}
     assert media.get("photos", "item-7", with_original=True).original == picture(b"7").original
     assert media.get("photos", "item-3").preview == b"RIFF-webp-last"
-    if isinstance(media, FileMediaStore):
-        assert not list((tmp_path / "media").rglob("*.tmp")), "no temp file is left behind"
+
+    bad = [("item-a", picture(b"a")), ("item-b", KeptMedia(modality="image", preview=object(), etag="unhashable"))]  # type: ignore[arg-type]
+    with pytest.raises(Exception):
+        media.put_many("photos", bad)
+    assert media.get("photos", "item-a") is None, "a batch that fails keeps nothing of itself"
 
 
 def test_url_items_keep_their_url_only(media):
@@ -88,6 +96,33 @@ def test_delete_and_drop(media):
     assert media.ids("photos") == set() and media.get("photos", "b") is None
     assert media.get("sounds", "a").preview == b"ogg"  # another collection's media stays
     media.drop("never-existed")
+    assert media.ids("never-existed") == set() and media.get("never-existed", "x") is None
+
+
+def test_concurrent_writers_and_readers_see_whole_items(media):
+    """Threads putting batches while others read: every read is one whole version (record, preview and
+    original from the same put), and the last batch of each id is what stays."""
+    errors: list[str] = []
+
+    def writer(w: int) -> None:
+        for round_ in range(15):
+            media.put_many("photos", [(f"id-{i}", picture(f"{w}-{round_}".encode())) for i in range(8)])
+
+    def reader() -> None:
+        for _ in range(60):
+            got = media.get("photos", "id-3", with_original=True)
+            if got is not None:
+                tag = got.preview.removeprefix(b"RIFF-webp-")
+                if got.original != picture(tag).original or got.etag != picture(tag).etag:
+                    errors.append(f"torn item {tag!r}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)] + [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert media.ids("photos") == {f"id-{i}" for i in range(8)}
 
 
 def test_collection_names_are_checked(media):
@@ -111,3 +146,45 @@ def test_qdrant_media_is_shared_between_servers_on_one_qdrant():
         assert QdrantMediaStore.COLLECTION not in [c.name for c in index.list_collections()]  # never shown as a user collection
     finally:
         index.close()
+
+
+def test_sqlite_store_imports_a_collection_kept_as_one_file_per_item(tmp_path):
+    """0.1 kept each item as `media/<collection>/<xx>/<sha256(id)>.media` ({record}\\n + preview + original):
+    the store moves such collections into their databases when it is made (server start) and removes the files."""
+    legacy = tmp_path / "media" / "photos"
+    for n, item_id in enumerate(["a", "ü/b", "url-item"]):
+        kept = picture(str(n).encode()) if item_id != "url-item" else KeptMedia(modality="image", url="https://example.org/x.png")
+        preview, original = kept.preview or b"", kept.original or b""
+        header = {"id": item_id, **kept.record(), "preview_len": len(preview)}
+        (legacy / f"{n:02x}").mkdir(parents=True, exist_ok=True)
+        (legacy / f"{n:02x}" / f"key{n}.media").write_bytes(json.dumps(header).encode() + b"\n" + preview + original)
+    (legacy / "00" / "broken.media").write_bytes(b"not json")
+    store = SqliteMediaStore(tmp_path / "kept_media", legacy_root=tmp_path / "media")
+    assert not (tmp_path / "media").exists(), "imported before any request"
+    assert store.get("photos", "ü/b", with_original=True).original == picture(b"1").original
+    assert store.get("photos", "a").etag == picture(b"0").etag
+    assert store.get("photos", "url-item").url == "https://example.org/x.png"
+    assert store.ids("photos") == {"a", "ü/b", "url-item"} and not legacy.exists()
+    store.close()
+    reopened = SqliteMediaStore(tmp_path / "kept_media", legacy_root=tmp_path / "media")
+    assert reopened.ids("photos") == {"a", "ü/b", "url-item"}
+    reopened.close()
+
+
+KILL_AFTER_PUT = """
+import os, signal, sys
+from pathlib import Path
+from omnivec.server.index.media import KeptMedia, SqliteMediaStore
+store = SqliteMediaStore(Path(sys.argv[1]))
+store.put_many("photos", [(f"id-{i}", KeptMedia(modality="text", preview=b"p%d" % i, preview_type="text/plain", original=b"o" * 5000)) for i in range(64)])
+print("acknowledged", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sqlite_store_keeps_an_acknowledged_batch_through_kill_9(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_PUT, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9 and "acknowledged" in proc.stdout, proc.stderr
+    store = SqliteMediaStore(tmp_path)
+    assert len(store.ids("photos")) == 64 and store.get("photos", "id-63", with_original=True).original == b"o" * 5000
+    store.close()
