@@ -23,7 +23,7 @@ class HnswIn(BaseModel):
     m: StrictInt | None = Field(None, ge=HNSW_M_RANGE[0], le=HNSW_M_RANGE[1], description="edges per node: more = better recall, more memory (~m x 8 bytes per vector)")
     ef_construct: StrictInt | None = Field(None, ge=HNSW_EF_RANGE[0], le=HNSW_EF_RANGE[1], description="build-time beam width: more = better graph, slower build")
     ef: StrictInt | None = Field(
-        None, ge=HNSW_EF_RANGE[0], le=HNSW_EF_RANGE[1], description="search-time beam width: more = better recall on large collections, slower searches"
+        None, ge=HNSW_EF_RANGE[0], le=HNSW_EF_RANGE[1], description="search-time beam width: more = better recall on large collections, slower searches (omitted: the server's index.hnsw_ef, 256)"
     )
 
 
@@ -56,7 +56,7 @@ class VectorOptionsIn(BaseModel):
 class HnswOut(BaseModel):
     m: int | None = Field(description="null: the engine's default")
     ef_construct: int | None = Field(description="null: the engine's default")
-    ef: int | None = Field(None, description="search-time beam width; null: the engine's default")
+    ef: int | None = Field(None, description="search-time beam width; null: the server's default (index.hnsw_ef, 256 unless configured)")
 
 
 class CollectionVectorsOut(BaseModel):

@@ -44,12 +44,13 @@ def open_store(settings: "Settings") -> IndexStore:
         from .qdrant import QdrantIndexStore
 
         return QdrantIndexStore.from_settings(
-            index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s, shards=index.shards, replication_factor=index.replication_factor
+            index.qdrant_url, index.qdrant_api_key, index.prefer_grpc, index.timeout_s, shards=index.shards, replication_factor=index.replication_factor,
+            hnsw_ef=index.hnsw_ef,
         )
     from .edge import EdgeIndexStore
 
     return EdgeIndexStore(
-        settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads, documents_dir=settings.data_dir
+        settings.index_dir, search_threads=index.search_threads, indexing_threads=index.search_threads, documents_dir=settings.data_dir, hnsw_ef=index.hnsw_ef
     )
 
 

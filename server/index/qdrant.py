@@ -100,9 +100,12 @@ class QdrantIndexStore(EngineStore):
         local: bool | None = None,
         shards: int | None = None,
         replication_factor: int | None = None,
+        hnsw_ef: int | None = None,
     ):
-        """shards / replication_factor: set on every new collection of a Qdrant cluster (None: the server's default)."""
+        """shards / replication_factor: set on every new collection of a Qdrant cluster (None: the server's default).
+        hnsw_ef: the search beam of collections that set none (None: the server's default)."""
         super().__init__()
+        self._hnsw_ef = hnsw_ef
         self._placement = {k: v for k, v in (("shard_number", shards), ("replication_factor", replication_factor)) if v is not None}
         self._client = client
         self._close_client = close_client
@@ -114,14 +117,22 @@ class QdrantIndexStore(EngineStore):
 
     @classmethod
     def from_settings(
-        cls, url: str, api_key: str | None = None, prefer_grpc: bool = False, timeout: float | None = 10.0, *, shards: int | None = None, replication_factor: int | None = None
+        cls,
+        url: str,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        timeout: float | None = 10.0,
+        *,
+        shards: int | None = None,
+        replication_factor: int | None = None,
+        hnsw_ef: int | None = None,
     ) -> "QdrantIndexStore":
         """Build from settings: `url` is a server URL (http://host:6333), or ":memory:" for tests."""
         t = None if timeout is None else int(max(1, round(timeout)))
         if url == ":memory:":
-            return cls(QdrantClient(":memory:"), close_client=True, timeout=t, local=True)
+            return cls(QdrantClient(":memory:"), close_client=True, timeout=t, local=True, hnsw_ef=hnsw_ef)
         client = QdrantClient(url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=t)
-        return cls(client, close_client=True, timeout=t, local=False, shards=shards, replication_factor=replication_factor)
+        return cls(client, close_client=True, timeout=t, local=False, shards=shards, replication_factor=replication_factor, hnsw_ef=hnsw_ef)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -257,7 +268,7 @@ class QdrantIndexStore(EngineStore):
             score_threshold=threshold,
             with_payload=True if with_payload else m.PayloadSelectorInclude(include=PAYLOAD_ID_ONLY),
             with_vectors=with_vectors,
-            search_params=qdrant_search_params(self.describe(name).vectors),
+            search_params=qdrant_search_params(self.describe(name).vectors, None if self._local else self._hnsw_ef),
         ).points
 
     def _engine_scroll(self, name: str, limit: int, start: str | None, flt: Any, with_vectors: bool) -> tuple[list[Any], Any]:
@@ -294,13 +305,14 @@ def qdrant_collection_config(dim: int, vectors: VectorOptions) -> dict[str, Any]
     return config
 
 
-def qdrant_search_params(vectors: VectorOptions) -> Any:
-    """The collection's beam width; quantised collections oversample on the compact copy and rescore with the
-    float vectors; None when neither applies (the server's defaults)."""
+def qdrant_search_params(vectors: VectorOptions, default_ef: int | None = None) -> Any:
+    """The collection's beam width (else `default_ef`); quantised collections oversample on the compact copy and
+    rescore with the float vectors; None when neither applies (the server's defaults)."""
     quant = m.QuantizationSearchParams(rescore=True, oversampling=vectors.effective_oversampling) if vectors.quantized else None
-    if quant is None and not vectors.hnsw_ef:
+    ef = vectors.hnsw_ef or default_ef
+    if quant is None and not ef:
         return None
-    return m.SearchParams(hnsw_ef=vectors.hnsw_ef, quantization=quant)
+    return m.SearchParams(hnsw_ef=ef, quantization=quant)
 
 
 def _grpc_status(exc: Exception) -> str | None:

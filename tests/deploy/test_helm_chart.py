@@ -105,7 +105,7 @@ VALUE_SETS: dict[str, dict] = {
                 "max_text_chars": 20000,
             },
             "server": {"inference_threads": 4, "preprocess_threads": 6, "log_level": "debug"},
-            "index": {"prefer_grpc": True, "timeout_s": 4.5, "search_threads": 5, "optimize_after_points": 50000, "shards": 3, "replication_factor": 2},
+            "index": {"prefer_grpc": True, "timeout_s": 4.5, "search_threads": 5, "optimize_after_points": 50000, "hnsw_ef": 128, "shards": 3, "replication_factor": 2},
             "fetch": {
                 "connect_timeout_s": 1.5,
                 "read_timeout_s": 7.0,

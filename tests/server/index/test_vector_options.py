@@ -128,12 +128,17 @@ def test_qdrant_server_gets_the_options_as_collection_config():
     wide = qdrant_search_params(VectorOptions(hnsw_ef=256))  # a wider beam alone, for recall on a large float collection
     assert wide.hnsw_ef == 256 and wide.quantization is None
     assert qdrant_search_params(VectorOptions("int8", hnsw_ef=256)).hnsw_ef == 256
+    assert qdrant_search_params(VectorOptions(), default_ef=200).hnsw_ef == 200  # the server's index.hnsw_ef
+    assert qdrant_search_params(VectorOptions(hnsw_ef=48), default_ef=200).hnsw_ef == 48  # the collection's own wins
     # As a remote store would send them (local=False skips the local-mode refusal); the client accepts every call.
     client = QdrantClient(":memory:")
     sent: list[tuple[tuple, dict]] = []
     create = client.create_collection
     client.create_collection = lambda *a, **kw: sent.append((a, kw)) or create(*a, **kw)  # record what a server would get
-    store = QdrantIndexStore(client, local=False, shards=3, replication_factor=2)
+    store = QdrantIndexStore(client, local=False, shards=3, replication_factor=2, hnsw_ef=200)
+    searched: list[dict] = []
+    query_points = client.query_points
+    client.query_points = lambda *a, **kw: searched.append(kw) or query_points(*a, **kw)
     try:
         store.create_collection("c", DIM, "space-a", "m-1", vectors=VectorOptions("binary", on_disk=True, hnsw_m=8))
         user = [kw for args, kw in sent if args[:1] == ("c",) or kw.get("collection_name") == "c"]
@@ -144,7 +149,36 @@ def test_qdrant_server_gets_the_options_as_collection_config():
         fill(store, "c", clustered(20, DIM))
         with pytest.warns(UserWarning, match="search_params"):  # local mode says it ignores them: they were passed
             assert store.search("c", clustered(20, DIM)[3], top_k=1)[0].id == "p3"
+        assert searched[-1]["search_params"].hnsw_ef == 200 and searched[-1]["search_params"].quantization.rescore is True
         assert store.describe("c").vectors == VectorOptions("binary", on_disk=True, hnsw_m=8)
     finally:
         store.close()
 
+
+
+def test_the_servers_default_search_beam_reaches_edge_searches(tmp_path):
+    """`index.hnsw_ef` (the beam of collections that set none) is what Edge searches with: on a sparse
+    graph a beam of 4 misses neighbours that 256 finds, and a collection's own `hnsw.ef` wins."""
+    from omnivec.server.index import open_store
+    from omnivec.server.settings import Settings
+
+    wired = open_store(Settings(data_dir=tmp_path / "wired", index={"hnsw_ef": 77}))
+    assert wired._search_params(VectorOptions()).hnsw_ef == 77 and wired._search_params(VectorOptions(hnsw_ef=9)).hnsw_ef == 9
+    wired.close()
+    assert Settings().index.hnsw_ef == 256
+    data = clustered(3000, DIM, k=4, seed=5)
+    queries = data[::75] + 0.05 * clustered(40, DIM, k=4, seed=6)  # near stored points, not on them
+    truth = [set(exact_topk(data, q, 10)[0].tolist()) for q in queries]
+    recall: dict[str, float] = {}
+    for beam, own in ((4, None), (256, None), (4, 256)):
+        store = _edge(tmp_path / f"d{beam}-{own}", indexing_threshold_kb=50, full_scan_threshold_kb=10, hnsw_ef=beam)
+        try:
+            store.create_collection("c", DIM, "space-a", "m-1", vectors=VectorOptions(hnsw_ef=own, hnsw_m=6, hnsw_ef_construct=16))
+            fill(store, "c", data)
+            store.optimize("c")
+            found = [{int(h.id[1:]) for h in store.search("c", q, top_k=10)} for q in queries]
+        finally:
+            store.close()
+        recall[f"{beam}-{own}"] = float(np.mean([len(f & t) / 10 for f, t in zip(found, truth)]))
+    assert recall["4-None"] < 0.9 <= recall["256-None"], recall
+    assert recall["4-256"] >= 0.9, recall
