@@ -185,10 +185,11 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection
+        connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # also when COMMIT itself failed (disk full): never leave one open
+            connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
 
 
 def _import_legacy(connection: sqlite3.Connection, legacy: Path, collection: str) -> None:
