@@ -68,6 +68,30 @@ def proc_memory(pid: int | str = "self") -> dict[str, int]:
     return found
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process, by thread id (the main thread's id is the pid)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_by_role(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds between two `thread_cpu` readings of a server: `loop` (the main thread, uvicorn's event
+    loop), `model` (the busiest other thread: the one inference thread under a text load; CPython does
+    not give threads OS names) and `other` (preprocessing, store, ...)."""
+    delta = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    loop = delta.pop(pid, 0.0)
+    model = max(delta.values(), default=0.0)
+    return {"loop": loop, "model": model, "other": sum(delta.values()) - model}
+
+
 def sample_peaks(pid: int, stop, peaks: dict[str, int], every_s: float = 0.05) -> None:
     """Keep the highest RssAnon / RssFile / VmRSS (bytes) of process `pid` until it exits or `stop`
     (a threading.Event) is set; run it in a thread beside the work."""

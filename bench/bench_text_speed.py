@@ -18,6 +18,10 @@ Figures (each a ratio of two measurements taken in this run, 1 model thread thro
   text_batch32_served_over_raw  32-sentence requests at 4 connections (sentences/s) / the same raw
   int8_min_cos_this_cpu         lowest cosine of the shipped int8 scheme (7-bit weights) against the
                                 PyTorch fp32 references stored in each bundle's probes, on this CPU
+  loop_cpu_over_model_cpu_c32   where a served request's CPU goes in the 32-connection slices (from
+                                /proc per thread): the event loop's CPU per request / the model
+                                thread's (the busiest other thread); with `model_thread_busy_c32` (model CPU / wall time) it says
+                                whether the model or the per-request work around it is the limit
 Also printed: each int8 scheme's cosine and speed (s8 full range, s8-7bit, u8u8), the measured
 per-call overhead in tokens (what `sequences.CALL_OVERHEAD_TOKENS` stands for), and how many
 single-text tokenisations per second the server's preprocessing does (vs served req/s).
@@ -40,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, final_json, items_per_second, percentile  # noqa: E402
+from _common import CACHE, cpu_by_role, final_json, items_per_second, percentile, thread_cpu  # noqa: E402
 
 SENTENCE = "a photo of a small brown dog playing in the park"  # 13 MiniLM tokens with [CLS] and [SEP]
 QUERIES = [  # typical search queries / labels: 8-15 CLIP tokens with the start and end tokens
@@ -170,8 +174,12 @@ def _served(bundle_dir: Path, seconds: float, raw_b32) -> dict:
         asyncio.run(_load(server.port, one, 4, 1.0))  # warm-up
         raws = [raw_b32(seconds / 4)]
         slices = []
+        cpu = {"loop": 0.0, "model": 0.0, "other": 0.0}
         for _ in range(3):
+            before = thread_cpu(server.pid)  # type: ignore[arg-type]
             slices.append(asyncio.run(_load(server.port, one, 32, seconds / 3)))
+            used = cpu_by_role(server.pid, before, thread_cpu(server.pid))  # type: ignore[arg-type]
+            cpu = {k: cpu[k] + used[k] for k in cpu}
             raws.append(raw_b32(seconds / 4))
         c1 = asyncio.run(_load(server.port, one, 1, seconds / 2))
         b32 = asyncio.run(_load(server.port, many, 4, seconds))
@@ -184,6 +192,8 @@ def _served(bundle_dir: Path, seconds: float, raw_b32) -> dict:
         "slice_raw_b32": raws,
         "slice_ratios": ratios,
         "over_raw": float(np.median(ratios)),
+        "cpu_ms_per_request": {k: 1000 * v / sum(c["requests"] for c in slices) for k, v in cpu.items()},
+        "model_busy": cpu["model"] / sum(c["requests"] / c["rps"] for c in slices),
     }
     return {"single_c32": c32, "single_c1": c1, "batch32_c4": {**b32, "sentences_s": 32 * b32["rps"]}}
 
@@ -265,6 +275,9 @@ def main() -> None:
         int8_min_cos_this_cpu=min(s["s8-7bit"]["cos_min"] for s in schemes.values()),
         served_single_c32_rps=served["single_c32"]["rps"],
         served_c32_slices={k: served["single_c32"][k] for k in ("slice_rps", "slice_raw_b32", "slice_ratios")},
+        served_c32_cpu_ms_per_request=served["single_c32"]["cpu_ms_per_request"],
+        loop_cpu_over_model_cpu_c32=served["single_c32"]["cpu_ms_per_request"]["loop"] / served["single_c32"]["cpu_ms_per_request"]["model"],
+        model_thread_busy_c32=served["single_c32"]["model_busy"],
         served_single_c1_p50_ms=served["single_c1"]["p50_ms"],
         served_batch32_sentences_s=served["batch32_c4"]["sentences_s"],
         served_errors=served["single_c32"]["errors"] + served["batch32_c4"]["errors"],
@@ -282,6 +295,8 @@ def main() -> None:
         f"served: 1 sentence x 32 conns {served['single_c32']['rps']:.1f} req/s, p50 at 1 conn "
         f"{served['single_c1']['p50_ms']:.1f} ms, 32 sentences x 4 conns {served['batch32_c4']['sentences_s']:.1f} sentences/s"
     )
+    cpu = served["single_c32"]["cpu_ms_per_request"]
+    print(f"CPU per request at 32 conns: loop {cpu['loop']:.2f} ms, model {cpu['model']:.2f} ms, other {cpu['other']:.2f} ms; model thread busy {served['single_c32']['model_busy']:.0%}")
     print(f"tokenisation alone: {tokenize_s:.0f} single-text calls/s; per-call overhead ~{overhead_tokens:.0f} token-times")
     for model, by_scheme in schemes.items():
         for scheme, s in by_scheme.items():
