@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import shutil
 import sqlite3
 
@@ -184,3 +185,28 @@ def test_sdk_creates_collections_with_or_without_kept_media(media_server):
         for name in ("sdk-bare", "sdk-kept"):
             omni.add(name, [Item(id="p", image=JPEG)])
     assert _media(media_server, "sdk-bare", "p").status_code == 404 and _media(media_server, "sdk-kept", "p").status_code == 200
+
+
+def test_media_kept_by_a_0_1_server_is_served_after_the_upgrade(tiny_audio_bundle, tmp_path):
+    """0.1 kept each item as a file under data/media/<collection>/; a server of this version imports those
+    files into the collection's database at start (before serving) and serves them as before."""
+    settings = Settings(data_dir=tmp_path / "data", model={"bundle": tiny_audio_bundle, "intra_op_threads": 1})
+    with InProcessServer(create_app(settings)) as server:
+        _create(server, "old")
+        items = [{"id": "p", "image": base64.b64encode(JPEG).decode()}, {"id": "t", "text": "a red circle"}]
+        assert httpx.post(f"{server.url}/v1/collections/old/items", json={"items": items}).json()["indexed"] == 2
+        kept = {i: (_media(server, "old", i).content, _media(server, "old", i, original="true").content) for i in ("p", "t")}
+    db = tmp_path / "data" / "kept_media" / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # rewrite what was kept in 0.1's layout, then drop the database
+        rows = conn.execute("SELECT id, record, preview, original FROM media").fetchall()
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    for n, (item_id, record, preview, original) in enumerate(rows):
+        header = {"id": item_id, **json.loads(record), "preview_len": len(preview or b"")}
+        (tmp_path / "data" / "media" / "old" / f"{n:02x}").mkdir(parents=True)
+        (tmp_path / "data" / "media" / "old" / f"{n:02x}" / f"{n}.media").write_bytes(json.dumps(header).encode() + b"\n" + (preview or b"") + (original or b""))
+    with InProcessServer(create_app(settings)) as server:
+        assert not (tmp_path / "data" / "media").exists(), "imported at start"
+        for item_id, (preview, original) in kept.items():
+            assert _media(server, "old", item_id).content == preview
+            assert _media(server, "old", item_id, original="true").content == original
