@@ -91,14 +91,14 @@ class SqliteMediaStore:
 
     def __init__(self, root: Path, legacy_root: Path | None = None) -> None:
         self.root = Path(root)
-        self.legacy_root = legacy_root
         self._lock = threading.Lock()  # guards the two dicts below
         self._connections: dict[str, sqlite3.Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
         if legacy_root is not None and legacy_root.is_dir():  # at startup, so no request waits for an import
             for legacy in sorted(d for d in legacy_root.iterdir() if d.is_dir() and is_collection_name(d.name)):
-                with self._collection_lock(legacy.name):
-                    self._connection(legacy.name, create=False)
+                connection = self._connection(legacy.name, create=True)
+                assert connection is not None
+                _import_legacy(connection, legacy, legacy.name)
             if not any(legacy_root.iterdir()):
                 legacy_root.rmdir()
 
@@ -112,16 +112,13 @@ class SqliteMediaStore:
         if connection is not None:
             return connection
         path = self.root / f"{collection}{self.SUFFIX}"
-        legacy = self.legacy_root / collection if self.legacy_root is not None else None
-        if not create and not path.exists() and not (legacy is not None and legacy.is_dir()):
+        if not create and not path.exists():
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)  # explicit transactions
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute(self.SCHEMA)
-        if legacy is not None and legacy.is_dir():
-            _import_legacy(connection, legacy, collection)
         self._connections[collection] = connection
         return connection
 
@@ -164,8 +161,6 @@ class SqliteMediaStore:
                 connection.close()
             for suffix in ("", "-wal", "-shm"):
                 (self.root / f"{collection}{self.SUFFIX}{suffix}").unlink(missing_ok=True)
-            if self.legacy_root is not None:
-                shutil.rmtree(self.legacy_root / collection, ignore_errors=True)
 
     def ids(self, collection: str) -> set[str]:
         with self._collection_lock(collection):
@@ -195,8 +190,9 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]
 def _import_legacy(connection: sqlite3.Connection, legacy: Path, collection: str) -> None:
     """Move a collection kept by the one-file-per-item store into its database, then remove the files.
 
-    A file is `{record JSON}\\n` + preview + original. Rows already in the database are newer (an
-    interrupted import resumed after new writes), so they win; the files go only after the commit."""
+    A file is `{record JSON}\\n` + preview + original. Runs before the server serves, so the database
+    holds only rows of an earlier, interrupted import: INSERT OR IGNORE resumes it, and the files go
+    only after the last commit."""
     imported = 0
     rows: list[tuple] = []
     for path in [*legacy.glob("*/*.media"), None]:  # None: the end, flush what is left

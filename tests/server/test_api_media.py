@@ -22,6 +22,7 @@ from omnivec.server_process import ServerProcess
 from tests.inprocess import InProcessServer
 from tests.media import encode, encode_audio, scene, tone
 from tests.media_server import MediaServer
+from tests.server.test_media_stores import write_legacy_media
 from tests.server.test_previews import noisy
 
 ORIGINAL_MAX = 200_000
@@ -202,9 +203,7 @@ def test_media_kept_by_a_0_1_server_is_served_after_the_upgrade(tiny_audio_bundl
     for suffix in ("", "-wal", "-shm"):
         db.with_name(db.name + suffix).unlink(missing_ok=True)
     for n, (item_id, record, preview, original) in enumerate(rows):
-        header = {"id": item_id, **json.loads(record), "preview_len": len(preview or b"")}
-        (tmp_path / "data" / "media" / "old" / f"{n:02x}").mkdir(parents=True)
-        (tmp_path / "data" / "media" / "old" / f"{n:02x}" / f"{n}.media").write_bytes(json.dumps(header).encode() + b"\n" + (preview or b"") + (original or b""))
+        write_legacy_media(tmp_path / "data" / "media" / "old", n, item_id, json.loads(record), preview, original)
     with InProcessServer(create_app(settings)) as server:
         assert not (tmp_path / "data" / "media").exists(), "imported at start"
         for item_id, (preview, original) in kept.items():

@@ -148,16 +148,20 @@ def test_qdrant_media_is_shared_between_servers_on_one_qdrant():
         index.close()
 
 
+def write_legacy_media(collection_dir, n: int, item_id: str, record: dict, preview: bytes | None, original: bytes | None) -> None:
+    """One item as 0.1's one-file-per-item store wrote it: `{record}\\n` + preview + original, in a subfolder."""
+    header = {"id": item_id, **record, "preview_len": len(preview or b"")}
+    (collection_dir / f"{n:02x}").mkdir(parents=True, exist_ok=True)
+    (collection_dir / f"{n:02x}" / f"key{n}.media").write_bytes(json.dumps(header).encode() + b"\n" + (preview or b"") + (original or b""))
+
+
 def test_sqlite_store_imports_a_collection_kept_as_one_file_per_item(tmp_path):
     """0.1 kept each item as `media/<collection>/<xx>/<sha256(id)>.media` ({record}\\n + preview + original):
     the store moves such collections into their databases when it is made (server start) and removes the files."""
     legacy = tmp_path / "media" / "photos"
     for n, item_id in enumerate(["a", "ü/b", "url-item"]):
         kept = picture(str(n).encode()) if item_id != "url-item" else KeptMedia(modality="image", url="https://example.org/x.png")
-        preview, original = kept.preview or b"", kept.original or b""
-        header = {"id": item_id, **kept.record(), "preview_len": len(preview)}
-        (legacy / f"{n:02x}").mkdir(parents=True, exist_ok=True)
-        (legacy / f"{n:02x}" / f"key{n}.media").write_bytes(json.dumps(header).encode() + b"\n" + preview + original)
+        write_legacy_media(legacy, n, item_id, kept.record(), kept.preview, kept.original)
     (legacy / "00" / "broken.media").write_bytes(b"not json")
     store = SqliteMediaStore(tmp_path / "kept_media", legacy_root=tmp_path / "media")
     assert not (tmp_path / "media").exists(), "imported before any request"
