@@ -169,16 +169,24 @@ def test_the_servers_default_search_beam_reaches_edge_searches(tmp_path):
     data = clustered(3000, DIM, k=4, seed=5)
     queries = data[::75] + 0.05 * clustered(40, DIM, k=4, seed=6)  # near stored points, not on them
     truth = [set(exact_topk(data, q, 10)[0].tolist()) for q in queries]
+    build = _edge(tmp_path / "idx", indexing_threshold_kb=50, full_scan_threshold_kb=10)
+    try:  # one sparse graph per collection, built once: every beam below searches the same graphs
+        for name, own in (("c", None), ("own", 256)):
+            build.create_collection(name, DIM, "space-a", "m-1", vectors=VectorOptions(hnsw_ef=own, hnsw_m=6, hnsw_ef_construct=16))
+            fill(build, name, data)
+            build.optimize(name)
+    finally:
+        build.close()
     recall: dict[str, float] = {}
-    for beam, own in ((4, None), (256, None), (4, 256)):
-        store = _edge(tmp_path / f"d{beam}-{own}", indexing_threshold_kb=50, full_scan_threshold_kb=10, hnsw_ef=beam)
+    found: dict[str, list[set[int]]] = {}
+    for beam in (4, 256):
+        store = _edge(tmp_path / "idx", hnsw_ef=beam)  # the same shards, reopened with another server default
         try:
-            store.create_collection("c", DIM, "space-a", "m-1", vectors=VectorOptions(hnsw_ef=own, hnsw_m=6, hnsw_ef_construct=16))
-            fill(store, "c", data)
-            store.optimize("c")
-            found = [{int(h.id[1:]) for h in store.search("c", q, top_k=10)} for q in queries]
+            for name in ("c", "own"):
+                found[f"{name}@{beam}"] = [{int(h.id[1:]) for h in store.search(name, q, top_k=10)} for q in queries]
+                recall[f"{name}@{beam}"] = float(np.mean([len(f & t) / 10 for f, t in zip(found[f"{name}@{beam}"], truth)]))
         finally:
             store.close()
-        recall[f"{beam}-{own}"] = float(np.mean([len(f & t) / 10 for f, t in zip(found, truth)]))
-    assert recall["4-None"] < 0.9 <= recall["256-None"], recall
-    assert recall["4-256"] >= 0.9, recall
+    assert recall["c@4"] < 0.9 and recall["c@256"] >= recall["c@4"] + 0.15, recall  # the default reaches the search
+    assert found["own@4"] == found["own@256"], "a collection's own hnsw.ef is used whatever the server's default"
+    assert recall["own@4"] >= recall["c@4"] + 0.15, recall
