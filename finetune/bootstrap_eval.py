@@ -164,9 +164,11 @@ def evaluate_bootstrap(model: Any, data: dict[str, Items], texts: TextCache, det
         "speech_classes": float(len(speech_classes)),
         "sound_top1": _top1(sound_emb, data["eval_sound"].labels, sound_classes, texts),
     }
-    # paraphrases: search the evaluation media of the query's modality
+    # paraphrases: search the evaluation media of the query's modality. The picture pool is the
+    # evaluation set alone (eval_per_class per class, held-out pairs included): adding the training
+    # corpus's held-out split made the pool, and so the figure, depend on per_combo.
     pools = {
-        "image": (torch.cat([eval_img, heldout_img]), data["eval_image"].labels + data["heldout_image"].labels),
+        "image": (eval_img, data["eval_image"].labels),
         "audio": (torch.cat([speech_emb, sound_emb]), data["heldout_speech"].labels + data["eval_sound"].labels),
     }
     hits = []

@@ -7,7 +7,9 @@ was "a red square"). So every training picture draws its style at random from wi
   name, plus the palette's canonical value);
 - background: white, black, light, dark, saturated, muted, gradient, photographic-looking (smooth
   random fields with grain) or cluttered (lines, dots, scribbles, blobs in other colours);
-- shape: filled, outlined, outlined-and-filled, hand-drawn (wobbly strokes), textured; small to
+  a white shape on white (black on black) is drawn filled and outlined in the opposite tone;
+- shape: filled, outlined, outlined-and-filled, hand-drawn (wobbly strokes), textured; hearts
+  with round lobes as well as the parametric curve; small to
   large, off-centre, partly cropped, several copies; rotation and aspect changes;
 - capture: anti-aliased or not, blur, noise, JPEG artefacts, downscaling; canvases from 20 px to
   200 px and non-square ones (the server resizes the short side and centre-crops, so the shape is
@@ -45,6 +47,7 @@ COLOR_RANGES: dict[str, tuple[tuple[tuple[float, float], ...], tuple[float, floa
 }
 BACKGROUND_STYLES = ("white", "black", "light", "dark", "saturated", "muted", "gradient", "photo", "clutter")
 FILLS = ("solid", "solid", "outline", "outlined_fill", "sketch", "striped", "dotted")
+SAME_GROUND_SHARE = 0.2  # of white shapes drawn on white or light grounds (black on black or dark)
 # How far each shape may turn (radians) before it reads as another shape (a square at 45 degrees is a diamond).
 MAX_TURN = {"circle": math.pi, "square": 0.3, "triangle": 0.5, "star": math.pi, "heart": 0.5, "crescent": math.pi, "cross": 0.3, "diamond": 0.3}
 
@@ -151,6 +154,8 @@ def _outline_points(shape: str, cx: float, cy: float, r: float, turn: float, str
     """The shape's outline as a polygon (circles and crescents too), turned and stretched about its centre."""
     if shape == "circle":
         pts = [(cx + r * math.cos(2 * math.pi * k / 48), cy + r * math.sin(2 * math.pi * k / 48)) for k in range(48)]
+    elif shape == "heart" and rng.random() < 0.5:
+        pts = _round_heart(cx, cy, r, rng)
     elif shape == "crescent":
         # a disc less an offset disc: the outer arc outside the cut, then the cut's arc inside the disc
         side = 1 if rng.random() < 0.5 else -1
@@ -166,6 +171,29 @@ def _outline_points(shape: str, cx: float, cy: float, r: float, turn: float, str
         pts = _outline(shape, cx, cy, r, 0.0)
     c, s = math.cos(turn), math.sin(turn)
     return [(cx + ((x - cx) * stretch) * c - ((y - cy) / stretch) * s, cy + ((x - cx) * stretch) * s + ((y - cy) / stretch) * c) for x, y in pts]
+
+
+def _round_heart(cx: float, cy: float, r: float, rng: random.Random) -> list[tuple[float, float]]:
+    """The heart people draw by hand: two round lobes and straight sides down to the point, with
+    random lobe size, spacing and depth (the parametric curve alone taught "round top = circle")."""
+    rho = rng.uniform(0.42, 0.55)  # lobe radius
+    d = rho * rng.uniform(0.55, 0.95)  # lobe centres at (+-d, -c)
+    c, tip = rng.uniform(0.2, 0.45), rng.uniform(0.75, 1.0)
+    dip = -c - math.sqrt(rho * rho - d * d)  # where the lobes meet, on the axis
+    vx, vy = -d, tip + c  # from the right lobe's centre to the tip
+    dist = math.hypot(vx, vy)
+    beta = math.acos(min(1.0, rho / dist))
+    base = math.atan2(vy, vx)
+    a1 = max(base + beta, base - beta, key=lambda a: math.cos(a))  # the tangent point on the outer side
+    a0 = math.atan2(dip + c, -d)
+    if a1 < a0:
+        a1 += 2 * math.pi
+    right = [(d + rho * math.cos(a), -c + rho * math.sin(a)) for a in np.linspace(a0, a1, 24)]
+    half = right + [(0.0, tip)]
+    outline = half + [(-x, y) for x, y in reversed(right[1:])]
+    shift = -(min(y for _, y in outline) + tip) / 2  # centre the heart's height on cy
+    fit = r / max(math.hypot(x, y + shift) for x, y in outline)  # and fit it in radius r, as the other shapes
+    return [(cx + fit * x, cy + fit * (y + shift)) for x, y in outline]
 
 
 def _wobble(pts: list[tuple[float, float]], amount: float, rng: random.Random) -> list[tuple[float, float]]:
@@ -253,18 +281,21 @@ def draw_styled_shape(color: str, shape: str, rng: random.Random) -> tuple[Image
     w, h, side = _canvas(rng)
     ss = 1 if side >= 128 or rng.random() < 0.3 else rng.choice((2, 4))  # supersampling = anti-aliased edges
     kind = rng.choice(BACKGROUND_STYLES)
-    if color == "white" and kind in ("white", "light"):
+    # A white shape on white (black on black) shows only by its outline, as clip art draws it:
+    # SAME_GROUND_SHARE of those draws keep the ground and outline the shape; the rest change it.
+    same_ground = (color, kind) in (("white", "white"), ("white", "light"), ("black", "black"), ("black", "dark")) and rng.random() < SAME_GROUND_SHARE
+    if not same_ground and color == "white" and kind in ("white", "light"):
         kind = rng.choice(("black", "dark", "saturated", "photo"))
-    if color == "black" and kind in ("black", "dark"):
+    if not same_ground and color == "black" and kind in ("black", "dark"):
         kind = rng.choice(("white", "light", "saturated", "photo"))
     rgb = shade(color, rng)
     for _ in range(4):  # a ground whose centre the shape stands out from
         img = background(w * ss, h * ss, color, kind, rng)
         ground = img.getpixel((w * ss // 2, h * ss // 2))
-        if not _near(rgb, ground):
+        if same_ground or not _near(rgb, ground):
             break
         rgb, kind = COLORS[color], rng.choice(("white", "black", "photo", "clutter"))
-    fill = rng.choice(FILLS)
+    fill = "outlined_fill" if same_ground else rng.choice(FILLS)
     count = 1 if rng.random() < 0.85 else rng.randint(2, 4)
     x0, y0 = (w - side) / 2 * ss, (h - side) / 2 * ss  # the centre square, in supersampled pixels
     big = side * ss
@@ -279,6 +310,8 @@ def draw_styled_shape(color: str, shape: str, rng: random.Random) -> tuple[Image
             turn += math.pi  # upside down is still a triangle
         stretch = math.exp(rng.uniform(-0.15, 0.15) if shape in ("circle", "square") else rng.uniform(-0.25, 0.25))
         line = max(1, int(round(r * rng.uniform(0.08, 0.22))))
+        if same_ground:  # the outline is all that shows: at least one output pixel wide
+            line = max(line, 2 * ss)
         _paint_shape(img, _outline_points(shape, cx, cy, r, turn, stretch, rng), rgb, fill, line, rng, ground)
         radii.append((r, cx, cy))
     if ss > 1:

@@ -18,7 +18,7 @@ from omnivec.server_process import ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
 
-REDUCED = dict(image_steps=300, audio_steps=300, per_combo=12, per_word_picture=12, per_word_speech=10, per_sound=10, eval_per_class=3, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
+REDUCED = dict(image_steps=300, audio_steps=300, per_combo=12, per_word_picture=24, per_word_speech=10, per_sound=10, eval_per_class=3, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
 TINY = dict(image_steps=3, audio_steps=3, per_combo=1, per_word_picture=1, per_word_speech=2, per_sound=1, eval_per_class=1, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
 
 

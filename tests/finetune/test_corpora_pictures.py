@@ -96,12 +96,30 @@ def test_colour_ranges_do_not_overlap_and_shades_stay_in_them():
 
 
 def test_shapes_stand_out_from_their_background():
-    """The shape's colour must differ from the ground at the centre (a white shape on white is no picture)."""
+    """A shape's colour differs from the ground at the centre, except a white shape on white (black
+    on black), which is drawn as clip art draws it: filled and outlined in the opposite tone."""
+    import numpy as np
+
     rng = random.Random(2)
-    for c in ("white", "black", "yellow"):
-        for _ in range(20):
+    same_ground = 0
+    for c, ground, outline_is_dark in (("white", ("white", "light"), True), ("black", ("black", "dark"), False), ("yellow", (), True)):
+        for _ in range(60):
             img, drawing = styles.draw_styled_shape(c, "circle", rng)
-            if c == "white":
-                assert drawing.background not in ("white", "light")
-            if c == "black":
-                assert drawing.background not in ("black", "dark")
+            if drawing.background in ground:
+                same_ground += 1
+                assert drawing.fill == "outlined_fill", drawing
+                grey = np.asarray(img.convert("L"), dtype=np.float32)
+                # the outline is there: some pixels far from the ground's tone
+                assert (grey < 170).any() if outline_is_dark else (grey > 85).any(), drawing
+    assert same_ground > 0  # the case is drawn at all
+
+
+def test_round_hearts_are_symmetric_and_fit_their_radius():
+    import math
+
+    for seed in range(20):
+        pts = styles._round_heart(50.0, 50.0, 10.0, random.Random(seed))
+        assert all(math.hypot(x - 50, y - 50) <= 10.0 * 1.05 for x, y in pts)
+        xs = sorted(round(x - 50, 6) for x, _ in pts)
+        assert xs == sorted(round(50 - x, 6) for x, _ in pts)  # mirror-symmetric about the vertical axis
+        assert max(y for _, y in pts) - min(y for _, y in pts) > 12  # a heart, not a sliver
