@@ -48,6 +48,9 @@ COLOR_RANGES: dict[str, tuple[tuple[tuple[float, float], ...], tuple[float, floa
 BACKGROUND_STYLES = ("white", "black", "light", "dark", "saturated", "muted", "gradient", "photo", "clutter")
 FILLS = ("solid", "solid", "outline", "outlined_fill", "sketch", "striped", "dotted")
 SAME_GROUND_SHARE = 0.2  # of white shapes drawn on white or light grounds (black on black or dark)
+# Grounds a shape of that colour would vanish into, and the grounds drawn instead of them.
+VANISHING_GROUNDS = {"white": ("white", "light"), "black": ("black", "dark")}
+CONTRASTING_GROUNDS = {"white": ("black", "dark", "saturated", "photo"), "black": ("white", "light", "saturated", "photo")}
 # How far each shape may turn (radians) before it reads as another shape (a square at 45 degrees is a diamond).
 MAX_TURN = {"circle": math.pi, "square": 0.3, "triangle": 0.5, "star": math.pi, "heart": 0.5, "crescent": math.pi, "cross": 0.3, "diamond": 0.3}
 
@@ -283,11 +286,10 @@ def draw_styled_shape(color: str, shape: str, rng: random.Random) -> tuple[Image
     kind = rng.choice(BACKGROUND_STYLES)
     # A white shape on white (black on black) shows only by its outline, as clip art draws it:
     # SAME_GROUND_SHARE of those draws keep the ground and outline the shape; the rest change it.
-    same_ground = (color, kind) in (("white", "white"), ("white", "light"), ("black", "black"), ("black", "dark")) and rng.random() < SAME_GROUND_SHARE
-    if not same_ground and color == "white" and kind in ("white", "light"):
-        kind = rng.choice(("black", "dark", "saturated", "photo"))
-    if not same_ground and color == "black" and kind in ("black", "dark"):
-        kind = rng.choice(("white", "light", "saturated", "photo"))
+    vanishes = kind in VANISHING_GROUNDS.get(color, ())
+    same_ground = vanishes and rng.random() < SAME_GROUND_SHARE
+    if vanishes and not same_ground:
+        kind = rng.choice(CONTRASTING_GROUNDS[color])
     rgb = shade(color, rng)
     for _ in range(4):  # a ground whose centre the shape stands out from
         img = background(w * ss, h * ss, color, kind, rng)
