@@ -6,11 +6,14 @@ Then the Triton backend end to end: `omnivec serve` with OMNIVEC_MODEL__BACKEND=
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -26,25 +29,47 @@ from omnivec.server_process import ServerProcess, free_port
 HOST = Path(__file__).resolve().parents[1] / "triton_host.py"
 
 
+def _forward_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
 class TritonHost:
-    """tests/triton_host.py in a child process, on free ports."""
+    """tests/triton_host.py in a child process, on free ports.
+
+    The child's stdout is read on a thread so a host that neither prints "ready" nor exits (seen once
+    under CI load) fails after START_SECONDS instead of blocking until pytest's timeout; a start that
+    fails is tried again on fresh ports, since a port picked free can be taken before Triton binds it."""
+
+    START_SECONDS = 90
+    ATTEMPTS = 2
 
     def __init__(self, repo: Path, log: Path) -> None:
+        self.log = log
+        log.write_text("")  # each attempt appends, so a failure shows every attempt's output
+        for _ in range(self.ATTEMPTS):
+            if self._start(repo):
+                return
+        raise RuntimeError("the Triton test host did not start:\n" + log.read_text()[-3000:])
+
+    def _start(self, repo: Path) -> bool:
         self.http_port, self.grpc_port, metrics_port = free_port(), free_port(), free_port()
         env = {**os.environ, "LD_LIBRARY_PATH": sysconfig.get_config_var("LIBDIR") or ""}  # Triton's Python backend loads libpython
-        self.log = log
-        with log.open("w") as err:
+        with self.log.open("a") as err:
             cmd = [sys.executable, str(HOST), str(repo), str(self.http_port), str(self.grpc_port), str(metrics_port)]
             self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.strip() == "ready":
-                return
-            if not line and self.proc.poll() is not None:
-                break
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_forward_lines, args=(self.proc.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + self.START_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if lines.get(timeout=min(left, 1.0)).strip() == "ready":
+                    return True
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
         self.stop()
-        raise RuntimeError("the Triton test host did not start:\n" + log.read_text()[-3000:])
+        return False
 
     def url(self, protocol: str) -> str:
         return f"127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"
