@@ -2,8 +2,9 @@
 
 Decode (WAV, FLAC, OGG/Vorbis, Opus, MP3 via libsndfile), downmix to mono, resample to the
 model's rate with soxr (a band-limited, deterministic resampler — never naive interpolation),
-then split into `clip_seconds` windows every `hop_seconds`; the last window is aligned to the
-end of the audio and audio shorter than a clip is zero-padded at the end. The log-mel
+drop the silence before and after the sound (a word inside seconds of quiet is embedded as that
+word), then split into `clip_seconds` windows every `hop_seconds`; the last window is aligned to
+the end of the sound and a sound shorter than a clip is zero-padded at the end. The log-mel
 features are computed inside the exported audio tower (see model_export/audio_tower.py), so
 training and serving share one implementation. Same bytes -> same windows, every time.
 """
@@ -21,6 +22,8 @@ from ..bundle import AudioPreprocess
 from ..errors import ErrorCode, OmnivecError
 
 SILENCE_PEAK = 1e-4  # peak amplitude (full scale = 1.0) below which audio counts as silent
+QUIET_DB = 40.0  # 10 ms frames this far below the loudest one count as silence at the edges
+EDGE_MARGIN_SECONDS = 0.1  # kept either side of the sounding part: soft onsets and decays
 
 
 @dataclass
@@ -66,11 +69,30 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
+def sounding_span(samples: np.ndarray, rate: int) -> tuple[int, int]:
+    """[start, end) of the part between the first and last 10 ms frame within QUIET_DB of the
+    loudest frame, widened by EDGE_MARGIN_SECONDS: a word inside seconds of silence or faint hiss
+    is windowed on its own instead of being averaged with windows of nothing."""
+    frame = max(1, rate // 100)
+    usable = len(samples) // frame * frame
+    if usable == 0:
+        return 0, len(samples)
+    rms = np.sqrt(np.mean(np.square(samples[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-QUIET_DB / 20))
+    margin = int(EDGE_MARGIN_SECONDS * rate)
+    end = len(samples) if loud[-1] == len(rms) - 1 else (loud[-1] + 1) * frame
+    return max(0, int(loud[0]) * frame - margin), min(len(samples), end + margin)
+
+
 def split_windows(samples: np.ndarray, spec: AudioPreprocess) -> AudioWindows:
-    """Fixed windows covering the whole signal; deterministic placement and padding."""
+    """Fixed windows covering the sounding part of the signal (see `sounding_span`); deterministic
+    placement and padding. Spans are seconds in the whole signal."""
     clip = int(round(spec.sample_rate * spec.clip_seconds))
     hop = max(1, int(round(spec.sample_rate * spec.hop_seconds)))
-    n = len(samples)
+    total = len(samples)
+    first, last = sounding_span(samples, spec.sample_rate)
+    sounding = samples[first:last]
+    n = len(sounding)
     if n <= clip:
         starts = [0]
     else:
@@ -80,10 +102,10 @@ def split_windows(samples: np.ndarray, spec: AudioPreprocess) -> AudioWindows:
     windows = np.zeros((len(starts), clip), dtype=np.float32)
     spans = []
     for i, start in enumerate(starts):
-        part = samples[start : start + clip]
+        part = sounding[start : start + clip]
         windows[i, : len(part)] = part
-        spans.append((start / spec.sample_rate, min(n, start + clip) / spec.sample_rate))
-    return AudioWindows(windows, spans, n / spec.sample_rate)
+        spans.append(((first + start) / spec.sample_rate, (first + min(n, start + clip)) / spec.sample_rate))
+    return AudioWindows(windows, spans, total / spec.sample_rate)
 
 
 def preprocess_audio(data: bytes, spec: AudioPreprocess, *, label: str = "audio") -> AudioWindows:

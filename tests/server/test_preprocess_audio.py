@@ -57,6 +57,24 @@ def test_windows_cover_long_audio_and_pad_short_audio():
     assert short.spans == [(0.0, 0.25)]
 
 
+def test_silence_around_a_sound_is_not_windowed():
+    """A 0.6 s tone inside 2 s of silence and faint hiss (-60 dB) gets one window holding all of it,
+    at its real place in the file; without the trim it would be averaged with windows of hiss."""
+    rng = np.random.default_rng(0)
+    word = tone(440.0, 0.6, 16000) * 0.5
+    hiss = rng.standard_normal(int(4.6 * 16000)).astype(np.float32) * 0.5 * 10 ** (-60 / 20)
+    signal = hiss.copy()
+    signal[32000 : 32000 + len(word)] += word
+    out = split_windows(signal, SPEC)
+    assert len(out.windows) == 1 and out.duration == pytest.approx(4.6)
+    start, end = out.spans[0]
+    assert 1.85 <= start <= 2.0 and 2.6 <= end <= 2.75, out.spans
+    assert np.abs(out.windows[0]).max() == pytest.approx(np.abs(signal).max())
+    # a sound across the whole recording is windowed whole; noise at 10 dB SNR is not "silence"
+    noisy = word + rng.standard_normal(len(word)).astype(np.float32) * 0.5 * 10 ** (-10 / 20)
+    assert split_windows(np.concatenate([noisy] * 4), SPEC).spans[-1][1] == pytest.approx(2.4)
+
+
 def test_same_file_same_windows_across_processes():
     data = audio_files()["tone.mp3"]
     here = preprocess_audio(data, SPEC).windows
