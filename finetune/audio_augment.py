@@ -3,7 +3,8 @@ real recordings, applied to decoded clips in torch so every step sees new condit
 
 Speech gets speed (and with it pitch) changes, background noise (white, pink, brown, mains hum, or
 babble made from other training utterances) at 0-30 dB SNR, and the rest; every clip gets
-reverberation, gain (with clipping when loud) and a time shift. SNR counts the signal's power
+reverberation, a microphone's or phone line's band limits and low-bit coding, gain (with clipping
+when loud) and a time shift. SNR counts the signal's power
 over its active samples only, so a short word in a long clip is not credited with the silence.
 All randomness comes from the `torch.Generator` passed in: the same seed gives the same batches.
 """
@@ -83,6 +84,32 @@ def reverb(x: torch.Tensor, irs: list[torch.Tensor]) -> torch.Tensor:
     return wet * (x.abs().amax(1, keepdim=True) / wet.abs().amax(1, keepdim=True).clamp_min(1e-9))
 
 
+def band_limit(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each clip of `x` (B, samples) through its own microphone or phone line: a smooth high-pass
+    at 50-600 Hz and low-pass at 2.5-7.5 kHz (Butterworth magnitudes of order 1-4), at the clip's peak."""
+    n = x.shape[-1]
+    f = torch.fft.rfftfreq(n, 1.0 / RATE).clamp_min(1.0)
+    gains = []
+    for _ in range(len(x)):
+        low, high, order = _u(gen, 50.0, 600.0), _u(gen, 2500.0, 7500.0), int(torch.randint(1, 5, (1,), generator=gen))
+        gains.append(((1 + (low / f) ** (2 * order)) * (1 + (f / high) ** (2 * order))).rsqrt())
+    y = torch.fft.irfft(torch.fft.rfft(x) * torch.stack(gains), n)
+    return y * (x.abs().amax(1, keepdim=True) / y.abs().amax(1, keepdim=True).clamp_min(1e-9))
+
+
+def quantize(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A low-bit codec: mu-law (as phone lines use) or linear, 5-8 bits, of a clip scaled to its peak."""
+    peak = x.abs().max().clamp_min(1e-9)
+    levels = 2 ** int(torch.randint(5, 9, (1,), generator=gen)) // 2 - 1
+    y = x / peak
+    if _chance(gen, 0.5):
+        mu = torch.sign(y) * torch.log1p(255 * y.abs()) / math.log1p(255)
+        y = torch.sign(y) * torch.expm1(torch.round(mu * levels).abs() / levels * math.log1p(255)) / 255
+    else:
+        y = torch.round(y * levels) / levels
+    return y * peak
+
+
 def change_speed(x: torch.Tensor, factor: float) -> torch.Tensor:
     """Played `factor` times faster (pitch moves with it), cut or zero-padded back to the same length."""
     n = x.shape[-1]
@@ -99,13 +126,18 @@ def augment_batch(x: torch.Tensor, is_speech: list[bool], pool: torch.Tensor, ge
         wet = reverb(torch.stack([clips[i] for i in rooms]), [room_response(gen) for _ in rooms])
         for k, i in enumerate(rooms):
             clips[i] = wet[k]
+    lines = [i for i in range(len(clips)) if _chance(gen, 0.25)]
+    if lines:
+        narrow = band_limit(torch.stack([clips[i] for i in lines]), gen)
+        for k, i in enumerate(lines):
+            clips[i] = quantize(narrow[k], gen) if _chance(gen, 0.4) else narrow[k]
     out = []
     for clip, speech in zip(clips, is_speech):
         if speech and _chance(gen, 0.7):
             kind = ("white", "pink", "brown", "babble", "babble", "hum")[int(torch.randint(0, 6, (1,), generator=gen))]
             noise = babble(pool, n, gen) if kind == "babble" else hum(n, gen) if kind == "hum" else coloured_noise(n, kind, gen)
             clip = add_noise(clip, noise, _u(gen, 0.0, 30.0))
-        gain = math.exp(_u(gen, math.log(0.05), math.log(3.0)))
+        gain = math.exp(_u(gen, math.log(0.05), math.log(8.0)))
         clip = torch.clamp(clip * gain / clip.abs().max().clamp_min(1e-6) * _u(gen, 0.3, 0.9), -1.0, 1.0)  # loud ones clip
         out.append(torch.roll(clip, int(torch.randint(0, n // 8, (1,), generator=gen))))
     return torch.stack(out)

@@ -59,3 +59,30 @@ def test_augment_batch_is_seeded_bounded_and_varied():
     other = aug.augment_batch(x, [True, True, False], pool, torch.Generator().manual_seed(4))
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.shape == x.shape and first.abs().max() <= 1.0
+
+
+def _tone_power(x: torch.Tensor, hz: float) -> float:
+    spectrum = torch.fft.rfft(x).abs()
+    return spectrum[round(hz * len(x) / aug.RATE)].item()
+
+
+def test_band_limit_keeps_the_voice_band_and_cuts_both_ends():
+    """A mix of 60 Hz, 1 kHz and 7.9 kHz tones through random lines: the middle survives, the
+    extremes lose most of their level (every line's cut-offs lie inside 50-600 Hz and 2.5-7.5 kHz)."""
+    t = torch.arange(32000) / aug.RATE
+    x = sum(0.3 * torch.sin(2 * math.pi * hz * t) for hz in (60.0, 1000.0, 7900.0))
+    lines = aug.band_limit(torch.stack([x] * 8), torch.Generator().manual_seed(5))
+    assert lines.shape == (8, len(x)) and lines.abs().amax(1).tolist() == pytest.approx([x.abs().max().item()] * 8, rel=1e-4)
+    for y in lines:
+        middle = _tone_power(y, 1000.0) / _tone_power(x, 1000.0)
+        assert _tone_power(y, 60.0) / _tone_power(x, 60.0) < 0.75 * middle
+        assert _tone_power(y, 7900.0) / _tone_power(x, 7900.0) < 0.75 * middle
+
+
+def test_quantize_keeps_the_peak_and_uses_few_levels():
+    x = 0.6 * torch.sin(2 * math.pi * 440 * torch.arange(16000) / aug.RATE)
+    for seed in range(6):
+        y = aug.quantize(x, torch.Generator().manual_seed(seed))
+        assert y.abs().max().item() == pytest.approx(0.6, rel=1e-5)
+        assert 9 <= len(torch.unique(y)) <= 2 * 127 + 1  # at most 8 bits (a sine need not hit every level)
+        assert (y - x).abs().max().item() < 0.1  # coarse, but the same waveform
