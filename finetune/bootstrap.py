@@ -36,7 +36,7 @@ MODEL = "omnivec-mini"
 
 @dataclass
 class BootstrapConfig:
-    """How much to generate and train; the defaults take about 8-9 minutes on 2 quiet CPU cores."""
+    """How much to generate and train; the defaults take about 9-10 minutes on 2 quiet CPU cores."""
 
     out: Path
     seed: int = 0

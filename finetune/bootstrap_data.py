@@ -16,7 +16,7 @@ from .data import read_manifest
 if TYPE_CHECKING:
     from .bootstrap import BootstrapConfig
 
-FORMAT_VERSION = 4  # bump when the same settings would build a different model
+FORMAT_VERSION = 5  # bump when the same settings would build a different model
 
 
 def _bar(progress: bool, desc: str) -> Callable[[int, int], None]:
@@ -125,8 +125,11 @@ def decode(corpora: dict[str, Path], loaded: Any, say: Callable[[str], None]) ->
     load_audio = audio_loader(sound_spec, random_crop=False)
 
     def images(rows: list[dict[str, str]], root: Path) -> Items:
-        arrays = [preprocess_image((root / r["image"]).read_bytes(), spec, max_pixels=1 << 22) for r in rows]
-        return Items(torch.from_numpy(np.stack(arrays)), [r["label"] for r in rows], [r["caption"] for r in rows], [r.get("kind", "shape") for r in rows], rows)
+        # decoded straight into one array: a list then np.stack would hold the ~1 GiB training set twice
+        pixels = np.empty((len(rows), 3, *spec.size), np.float32)
+        for i, r in enumerate(rows):
+            pixels[i] = preprocess_image((root / r["image"]).read_bytes(), spec, max_pixels=1 << 22)
+        return Items(torch.from_numpy(pixels), [r["label"] for r in rows], [r["caption"] for r in rows], [r.get("kind", "shape") for r in rows], rows)
 
     def audio(rows: list[dict[str, str]], root: Path, kind: str) -> Items:
         return Items(torch.stack([load_audio(root / r["audio"]) for r in rows]), [r["label"] for r in rows], [r["caption"] for r in rows], [kind] * len(rows), rows)

@@ -43,6 +43,14 @@ def test_readme_names_the_test_command_ci_runs():
     assert commands(readme_block("tests")) == [(ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]]
 
 
+def test_readme_speaks_in_a_voice_the_default_model_never_heard():
+    """The README says its spoken "seven" is in a voice training never used; hold it to that."""
+    from omnivec.finetune.bootstrap_data import training_voices
+
+    voices = re.findall(r"espeak-ng -v (\S+)", readme_block("try"))
+    assert voices and not {v.lower() for v in voices} & {v.lower() for v in training_voices(0)}, voices
+
+
 @pytest.mark.timeout(1800)
 def test_readme_quick_start(tmp_path):
     [serve] = commands(readme_block("serve"))

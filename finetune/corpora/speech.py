@@ -48,6 +48,13 @@ VOICES: tuple[str, ...] = (
     "en-gb-x-gbclan+m7", "en-gb-x-gbclan+f2",
     "en-gb-x-gbcwmd", "en-gb-x-gbcwmd+f4",
     "en-us-nyc+m5",
+    # More speakers of the same accents, in variants the held-out conditions' generator never picks
+    # (they are not in heldout_audio.VARIANTS). Trained on the first 18 voices, new speakers of a new
+    # accent were 0.87 top-1 even in clean recordings; on all 32, 0.93.
+    "en-us+Mike", "en-us+Andrea", "en+Alex", "en+Gene",
+    "en-gb-scotland+Hugo", "en-gb-scotland+Jacky", "en-029+Lee", "en-029+Marco",
+    "en-gb-x-rp+Michael", "en-gb-x-rp+steph2", "en-gb-x-gbclan+iven3", "en-gb-x-gbclan+boris",
+    "en-gb-x-gbcwmd+antonio", "en-gb-x-gbcwmd+shelby",
 )
 
 TEMPLATES = (
