@@ -2,9 +2,9 @@
 real recordings, applied to decoded clips in torch so every step sees new conditions.
 
 Speech gets speed (and with it pitch) changes, background noise (white, pink, brown, mains hum, or
-babble made from other training utterances) at 0-30 dB SNR, and the rest; every clip gets
-reverberation, a microphone's or phone line's band limits and low-bit coding, gain (with clipping
-when loud) and a time shift. SNR counts the signal's power
+babble made from other training utterances) at 0-30 dB SNR, and the rest; any clip may get
+reverberation and a microphone's or phone line's band limits (some of those low-bit coding too),
+and every clip gets a gain (with clipping when loud) and a time shift. SNR counts the signal's power
 over its active samples only, so a short word in a long clip is not credited with the silence.
 All randomness comes from the `torch.Generator` passed in: the same seed gives the same batches.
 """
