@@ -9,7 +9,7 @@ of each figure training earned, and `heldout_over_seen` compares colour-shape pa
 training with seen ones (generalisation vs memory; 1.0 means no gap).
 
     .venv/bin/python bench/bench_bootstrap.py --quick   # 300 steps per tower, small corpora, ~2 min
-    .venv/bin/python bench/bench_bootstrap.py           # the default build (`omnivec bootstrap`), ~9-10 min on 2 quiet cores
+    .venv/bin/python bench/bench_bootstrap.py           # the default build (`omnivec bootstrap`), ~12 min on 2 quiet cores
 
 Needs omnivec[export] and espeak-ng. Ends with one JSON line: the bootstrap metrics, the
 untrained baseline (`untrained_*`), `*_over_untrained`, `heldout_over_seen`, chance levels and

@@ -36,7 +36,7 @@ MODEL = "omnivec-mini"
 
 @dataclass
 class BootstrapConfig:
-    """How much to generate and train; the defaults take about 9-10 minutes on 2 quiet CPU cores."""
+    """How much to generate and train; the defaults take about 12 minutes on 2 quiet CPU cores."""
 
     out: Path
     seed: int = 0
@@ -51,8 +51,8 @@ class BootstrapConfig:
     per_word_speech: int = 20  # utterances per spoken word (some in held-out voices)
     per_sound: int = 24  # training clips per sound class
     eval_per_class: int = 6  # evaluation pictures/sounds per class (another seed)
-    style_per_class: int = 2  # held-out-style pictures per colour-shape class (second generator)
-    conditions_per_word: int = 2  # held-out-condition recordings per word and condition (second generator)
+    style_per_class: int = 4  # held-out-style pictures per colour-shape class (second generator): 256, so one standard error is ~0.025
+    conditions_per_word: int = 4  # held-out-condition recordings per word (second generator): 172, so one standard error is ~0.03
     demo_per_class: int = 3  # demo collection items per class
     threads: int | None = None
 

@@ -16,7 +16,7 @@ from .data import read_manifest
 if TYPE_CHECKING:
     from .bootstrap import BootstrapConfig
 
-FORMAT_VERSION = 5  # bump when the same settings would build a different model
+FORMAT_VERSION = 6  # bump when the same settings would build a different model
 
 
 def _bar(progress: bool, desc: str) -> Callable[[int, int], None]:

@@ -64,7 +64,7 @@ def with_default_model(settings: "Settings") -> "Settings | None":
     out = default_model_dir(settings)
     result = cached(BootstrapConfig(out=out))
     if result is None:
-        print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 9-10 minutes on 2 cores)", file=sys.stderr)
+        print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 12 minutes on 2 cores)", file=sys.stderr)
         build = subprocess.run([sys.executable, "-m", "omnivec", "bootstrap", "--out", str(out)])
         result = cached(BootstrapConfig(out=out))
         if build.returncode != 0 or result is None:

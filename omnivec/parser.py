@@ -181,7 +181,7 @@ def _add_bootstrap(sub: argparse._SubParsersAction) -> None:
     defaults = BootstrapConfig(out=Path("."))
     p = sub.add_parser(
         "bootstrap",
-        help="build the default model, omnivec-mini, offline (about 9-10 minutes on 2 quiet cores; needs omnivec[export] and espeak-ng)",
+        help="build the default model, omnivec-mini, offline (about 12 minutes on 2 quiet cores; needs omnivec[export] and espeak-ng)",
         description="Generate synthetic corpora (coloured shapes, rendered words and digits; words spoken by espeak-ng; tones, "
         "chords, noises, sirens, rhythms), train a small image tower and audio tower into the space of the locked "
         "all-MiniLM-L6-v2 text tower with the tiled contrastive loss, evaluate on held-out colour-shape pairs, voices and "

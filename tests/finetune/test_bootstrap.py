@@ -18,7 +18,7 @@ from omnivec.server_process import ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
 
-REDUCED = dict(image_steps=300, audio_steps=300, per_combo=12, per_word_picture=24, per_word_speech=10, per_sound=10, eval_per_class=3, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
+REDUCED = dict(image_steps=300, audio_steps=450, per_combo=12, per_word_picture=24, per_word_speech=10, per_sound=10, eval_per_class=3, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
 TINY = dict(image_steps=3, audio_steps=3, per_combo=1, per_word_picture=1, per_word_speech=2, per_sound=1, eval_per_class=1, style_per_class=1, conditions_per_word=1, demo_per_class=1, threads=1)
 
 
@@ -36,15 +36,18 @@ def test_reduced_bootstrap_clears_the_floors(built):
     # be clearly better than its untrained start on every bar, including the held-out style sets
     # from the second generator (heldout_style / heldout_audio).
     floors = {
-        # reduced build, seed 0 (bench/RESULTS.md): 0.16 / 0.27 / 0.44 / 0.67 / 0.87 / 0.56 / 0.58; chance 0.016 / 0.016 / 0.016 / 0.083 / 0.023 / 0.023
+        # reduced build, seed 0 (bench/RESULTS.md): 0.16 / 0.27 / 0.56 / 0.83 / 0.84 / 0.74 / 0.63; chance 0.016 / 0.016 / 0.016 / 0.083 / 0.023 / 0.023
         "image_heldout_combo_top1": 0.1, "image_style_top1": 0.15, "image_plain_white_top1": 0.25, "image_plain_white_top1_12_labels": 0.4,
         "speech_heldout_voice_top1": 0.5, "speech_conditions_top1": 0.35, "paraphrase_top5": 0.3,
     }
     for key, floor in floors.items():
         assert m[key] >= floor, (key, m[key])
-    assert m["text_to_image_r@5"] >= 0.6 and m["text_to_audio_r@5"] >= 0.5 and m["audio_to_image_r@5"] >= 0.15, m
+    # audio -> image: 22 spoken words against the pictures, with no text in between, so it needs both
+    # reduced towers at once; measured 0.18 (4 hits), untrained 0.05 (1 hit), full build 0.70.
+    # The floor asks for 3 hits: spoken and drawn words meet at all.
+    assert m["text_to_image_r@5"] >= 0.6 and m["text_to_audio_r@5"] >= 0.5 and m["audio_to_image_r@5"] >= 0.1, m
     base = built.untrained  # the same evaluation before training: near chance
-    for key in floors:
+    for key in [*floors, "audio_to_image_r@5"]:
         assert base[key] <= m[key] - 0.08, (key, base[key], m[key])
     report = json.loads((built.out / "bootstrap.json").read_text())
     assert report["metrics"] == m and (built.out / "report.md").read_text().count("|") > 20
