@@ -51,7 +51,7 @@ class BootstrapConfig:
     per_word_speech: int = 20  # utterances per spoken word (some in held-out voices)
     per_sound: int = 24  # training clips per sound class
     eval_per_class: int = 6  # evaluation pictures/sounds per class (another seed)
-    style_per_class: int = 4  # held-out-style pictures per colour-shape class (second generator): 256, so one standard error is ~0.025
+    style_per_class: int = 4  # held-out-style pictures per colour-shape class (second generator): 256, so one standard error is ~0.026
     conditions_per_word: int = 4  # held-out-condition recordings per word (second generator): 172, so one standard error is ~0.03
     demo_per_class: int = 3  # demo collection items per class
     threads: int | None = None

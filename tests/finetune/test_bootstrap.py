@@ -27,7 +27,7 @@ def built(tmp_path_factory):
     return bootstrap(BootstrapConfig(out=tmp_path_factory.mktemp("bootstrap") / "mini", **REDUCED), progress=False)
 
 
-@pytest.mark.timeout(1800)  # the module's reduced build runs in this test's setup: ~4 min, more on a busy machine
+@pytest.mark.timeout(1800)  # the module's reduced build runs in this test's setup: ~8.5 min, more on a busy machine
 def test_reduced_bootstrap_clears_the_floors(built):
     m = built.metrics
     print("reduced bootstrap metrics:", json.dumps(m))
