@@ -29,14 +29,19 @@ from .bootstrap_eval import PARAPHRASE_QUERIES, bootstrap_report, evaluate_boots
 from .bootstrap_train import train_tower
 from .data import read_manifest
 
-__all__ = ["MODEL", "PARAPHRASE_QUERIES", "BootstrapConfig", "BootstrapResult", "bootstrap", "cached"]
+__all__ = ["BUILD_TIME", "MODEL", "PARAPHRASE_QUERIES", "BootstrapConfig", "BootstrapResult", "bootstrap", "cached"]
 
 MODEL = "omnivec-mini"
 
 
+# What the default build costs, measured by bench/bench_bootstrap.py (bench/RESULTS.md); the CLI's
+# help and first-run message quote it, so a new measurement is written here once.
+BUILD_TIME = "about 12 minutes on 2 quiet CPU cores"
+
+
 @dataclass
 class BootstrapConfig:
-    """How much to generate and train; the defaults take about 12 minutes on 2 quiet CPU cores."""
+    """How much to generate and train; the defaults take `BUILD_TIME`."""
 
     out: Path
     seed: int = 0

@@ -59,12 +59,12 @@ def cmd_export(args: argparse.Namespace, settings: None = None) -> int:
 def with_default_model(settings: "Settings") -> "Settings | None":
     """`omnivec serve` without a bundle serves the default model omnivec-mini with its demo collection,
     building it once first (in a child process, so the server process never imports torch); None if that fails."""
-    from omnivec.finetune.bootstrap import BootstrapConfig, cached
+    from omnivec.finetune.bootstrap import BUILD_TIME, BootstrapConfig, cached
 
     out = default_model_dir(settings)
     result = cached(BootstrapConfig(out=out))
     if result is None:
-        print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, about 12 minutes on 2 cores)", file=sys.stderr)
+        print(f"no --bundle given: building the default model omnivec-mini in {out} (first run only, {BUILD_TIME})", file=sys.stderr)
         build = subprocess.run([sys.executable, "-m", "omnivec", "bootstrap", "--out", str(out)])
         result = cached(BootstrapConfig(out=out))
         if build.returncode != 0 or result is None:

@@ -176,12 +176,12 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bootstrap(sub: argparse._SubParsersAction) -> None:
-    from omnivec.finetune.bootstrap import BootstrapConfig
+    from omnivec.finetune.bootstrap import BUILD_TIME, BootstrapConfig
 
     defaults = BootstrapConfig(out=Path("."))
     p = sub.add_parser(
         "bootstrap",
-        help="build the default model, omnivec-mini, offline (about 12 minutes on 2 quiet cores; needs omnivec[export] and espeak-ng)",
+        help=f"build the default model, omnivec-mini, offline ({BUILD_TIME}; needs omnivec[export] and espeak-ng)",
         description="Generate synthetic corpora (coloured shapes, rendered words and digits; words spoken by espeak-ng; tones, "
         "chords, noises, sirens, rhythms), train a small image tower and audio tower into the space of the locked "
         "all-MiniLM-L6-v2 text tower with the tiled contrastive loss, evaluate on held-out colour-shape pairs, voices and "
