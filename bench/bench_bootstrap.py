@@ -9,7 +9,7 @@ of each figure training earned, and `heldout_over_seen` compares colour-shape pa
 training with seen ones (generalisation vs memory; 1.0 means no gap).
 
     .venv/bin/python bench/bench_bootstrap.py --quick   # 300 steps per tower, small corpora, ~2 min
-    .venv/bin/python bench/bench_bootstrap.py           # the default build (`omnivec bootstrap`), ~12 min on 2 quiet cores
+    .venv/bin/python bench/bench_bootstrap.py           # the default build (`omnivec bootstrap`), ~10 min on 2 quiet cores
 
 Needs omnivec[export] and espeak-ng. Ends with one JSON line: the bootstrap metrics, the
 untrained baseline (`untrained_*`), `*_over_untrained`, `heldout_over_seen`, chance levels and
@@ -37,7 +37,7 @@ from _common import final_json, set_threads_env  # noqa: E402
 QUICK = {"image_steps": 300, "audio_steps": 300, "per_combo": 10, "per_word_picture": 10, "per_word_speech": 8, "per_sound": 8, "style_per_class": 1, "conditions_per_word": 1}
 HEADLINE = (
     "image_heldout_combo_top1", "image_style_top1", "image_plain_white_top1", "speech_heldout_voice_top1", "speech_conditions_top1",
-    "sound_top1", "paraphrase_top5", "text_to_image_r@5", "text_to_audio_r@5", "audio_to_image_r@5",
+    "sound_top1", "paraphrase_top5", "text_to_image_r@5", "text_to_audio_r@5", "audio_to_image_r@5", "audio_to_image_auc",
 )
 
 
@@ -76,8 +76,9 @@ def main() -> None:
     figures.update({k: v for k, v in asdict(config).items() if k not in ("out", "threads")})
     figures.update(m)
     figures.update({f"untrained_{k}": v for k, v in base.items() if not k.endswith("_classes")})
-    for k in HEADLINE:
-        figures[f"{k}_over_untrained"] = float(m[k] / base[k]) if base[k] > 0 else None
+    for k in HEADLINE:  # a build cached by an older version may lack the newer metrics
+        if k in m and k in base:
+            figures[f"{k}_over_untrained"] = float(m[k] / base[k]) if base[k] > 0 else None
     figures["heldout_over_seen"] = float(m["image_heldout_combo_top1"] / m["image_seen_combo_top1"]) if m["image_seen_combo_top1"] else None
     figures["chance_image_top1"] = 1.0 / m["image_classes"]
     figures["chance_speech_top1"] = 1.0 / m["speech_classes"]

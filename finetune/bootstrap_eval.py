@@ -66,6 +66,21 @@ def _hit_at_5(scores: Any, targets: list[set[str]], labels: list[str]) -> float:
     return sum(any(labels[j] in want for j in row) for row, want in zip(top, targets)) / max(1, len(targets))
 
 
+def _pair_auc(scores: Any, targets: list[set[str]], labels: list[str]) -> float:
+    """Per query, the share of (right, wrong) item pairs scored in the right order (ties half), averaged (0.5 = chance).
+
+    Unlike top-5 hits it uses every item's rank, so one near-tie flipped by another CPU's rounding
+    moves it by a pair, not by a whole query."""
+    aucs = []
+    for row, want in zip(scores, targets):
+        right = [j for j, label in enumerate(labels) if label in want]
+        wrong = [j for j, label in enumerate(labels) if label not in want]
+        if right and wrong:
+            diff = row[right][:, None] - row[wrong][None, :]
+            aucs.append(((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item())
+    return sum(aucs) / max(1, len(aucs))
+
+
 def _pooled(tower: Any, items: Items) -> Any:
     """One vector per item: windows of a long clip are averaged and renormalised, as the server does."""
     import torch
@@ -189,7 +204,9 @@ def evaluate_bootstrap(model: Any, data: dict[str, Items], texts: TextCache, det
     metrics["text_to_audio_r@5"] = _hit_at_5(texts(audio_captions) @ audio_emb.T, [{label} for label in audio_labels], audio_labels)
     picture_label = {w: f"the word {w}" for w in pictures.WORDS} | {n: f"the number {n}" for n in pictures.DIGIT_NAMES}
     spoken = [i for i, w in enumerate(data["heldout_speech"].labels) if w in picture_label]
-    metrics["audio_to_image_r@5"] = _hit_at_5(speech_emb[spoken] @ eval_img.T, [{picture_label[data["heldout_speech"].labels[i]]} for i in spoken], img_items.labels)
+    spoken_targets = [{picture_label[data["heldout_speech"].labels[i]]} for i in spoken]
+    metrics["audio_to_image_r@5"] = _hit_at_5(speech_emb[spoken] @ eval_img.T, spoken_targets, img_items.labels)
+    metrics["audio_to_image_auc"] = _pair_auc(speech_emb[spoken] @ eval_img.T, spoken_targets, img_items.labels)
     metrics.update(style_metrics(model, data, texts, details))
     return {k: round(float(v), 4) for k, v in metrics.items()}
 

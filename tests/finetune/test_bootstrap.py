@@ -4,8 +4,11 @@ exports at parity, caches, is reproducible, and its demo collection is served.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -43,11 +46,12 @@ def test_reduced_bootstrap_clears_the_floors(built):
     for key, floor in floors.items():
         assert m[key] >= floor, (key, m[key])
     # audio -> image: 22 spoken words against the pictures, with no text in between, so it needs both
-    # reduced towers at once; measured 0.18 (4 hits), untrained 0.05 (1 hit), full build 0.70.
-    # The floor asks for 3 hits: spoken and drawn words meet at all.
-    assert m["text_to_image_r@5"] >= 0.6 and m["text_to_audio_r@5"] >= 0.5 and m["audio_to_image_r@5"] >= 0.1, m
+    # reduced towers at once. Its top-5 hits are too few to hold a floor (3 of 22 here, 4 before
+    # channels-last training changed the rounding; one flipped near-tie is a whole query), so the
+    # floor is on the pair AUC, which ranks every picture: measured 0.68, untrained 0.49, full build 0.88.
+    assert m["text_to_image_r@5"] >= 0.6 and m["text_to_audio_r@5"] >= 0.5 and m["audio_to_image_auc"] >= 0.6, m
     base = built.untrained  # the same evaluation before training: near chance
-    for key in [*floors, "audio_to_image_r@5"]:
+    for key in [*floors, "audio_to_image_auc"]:
         assert base[key] <= m[key] - 0.08, (key, base[key], m[key])
     report = json.loads((built.out / "bootstrap.json").read_text())
     assert report["metrics"] == m and (built.out / "report.md").read_text().count("|") > 20
@@ -71,6 +75,21 @@ def test_bundle_has_three_towers_at_parity(built):
     parity = json.loads((built.bundle / "parity.json").read_text())
     for tower in ("image", "text", "audio"):
         assert parity[tower]["fp32"]["cos_min"] >= 0.99999, parity[tower]
+
+
+def test_quality_bench_reproduces_the_build_report_through_the_serving_path(built):
+    """bench/bench_bundle_quality.py scores bundles through the server's decoding and onnxruntime; on the
+    build's own report set (seed 0 + 2000) it must agree with the build's torch evaluation."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_bundle_quality.py"
+    cmd = [sys.executable, str(script), "--baseline", str(built.out), "--candidate", str(built.bundle), "--seed", "2000", "--pictures-per-class", "1", "--clips-per-word", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, metric in (("style", "image_style_top1"), ("plain_white", "image_plain_white_top1"), ("conditions", "speech_conditions_top1")):
+        items = figures[f"{name}_items"]
+        assert figures[f"{name}_only_candidate_right"] == figures[f"{name}_only_baseline_right"] == 0, "one bundle twice must agree with itself"
+        # fp32 onnxruntime vs torch differ by ~1e-6 in cosine: at most a near-tie or two may flip
+        assert abs(figures[f"{name}_top1_candidate"] - built.metrics[metric]) <= 2 / items + 1e-9, (name, figures[f"{name}_top1_candidate"], built.metrics[metric])
 
 
 def test_second_run_returns_the_cached_build(built):
