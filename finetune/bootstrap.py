@@ -36,7 +36,7 @@ MODEL = "omnivec-mini"
 
 # What the default build costs, measured by bench/bench_bootstrap.py (bench/RESULTS.md); the CLI's
 # help and first-run message quote it, so a new measurement is written here once.
-BUILD_TIME = "about 12 minutes on 2 quiet CPU cores"
+BUILD_TIME = "about 10 minutes on 2 quiet CPU cores"
 
 
 @dataclass

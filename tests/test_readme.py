@@ -51,7 +51,7 @@ def test_readme_speaks_in_a_voice_the_default_model_never_heard():
     assert voices and not {v.lower() for v in voices} & {v.lower() for v in training_voices(0)}, voices
 
 
-@pytest.mark.timeout(2700)  # the install plus a full default build (~12 min on 2 quiet cores), with room for a busy one
+@pytest.mark.timeout(2700)  # the install plus a full default build (~10 min on 2 quiet cores), with room for a busy one
 def test_readme_quick_start(tmp_path):
     [serve] = commands(readme_block("serve"))
     port, data = free_port(), tmp_path / "data"
