@@ -29,12 +29,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import final_json  # noqa: E402
+
+if TYPE_CHECKING:
+    from omnivec.server.services.embedding import EmbeddingService
 
 FULL = {"per_class": 6, "per_word": 6}
 QUICK = {"per_class": 2, "per_word": 2}
@@ -48,8 +51,12 @@ def bundle_dir(path: Path) -> Path:
     raise SystemExit(f"{path}: no manifest.json here or in {path / 'bundle'}; give a bundle directory or an `omnivec bootstrap --out` directory")
 
 
-def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_word: int) -> dict[str, tuple[str, list[dict], list[str]]]:
-    """Render the sets once: name -> (modality, records with "path" and "label", class names)."""
+# a held-out set: (modality, records with "path" and "label", class name -> its prompt fields)
+HeldOut = tuple[str, list[dict], dict[str, dict[str, str]]]
+
+
+def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_word: int) -> dict[str, HeldOut]:
+    """Render the sets once, so both bundles see the very same files."""
     from tqdm import tqdm
 
     from omnivec.finetune.bootstrap_data import training_voices
@@ -57,14 +64,15 @@ def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_wo
     from omnivec.finetune.corpora.shapes import COLORS, SHAPES
     from omnivec.finetune.corpora.speech import WORDS
 
-    shapes = [f"{c} {s}" for c in COLORS for s in SHAPES]
-    steps: list[tuple[str, str, Callable[[Path], list[dict]], list[str]]] = [
+    shapes = {f"{c} {s}": {"color": c, "shape": s} for c in COLORS for s in SHAPES}
+    words = {w: {"w": w} for w in sorted(WORDS)}
+    steps: list[tuple[str, str, Callable[[Path], list[dict]], dict[str, dict[str, str]]]] = [
         ("style", "image", lambda d: heldout_style.render_style_set(d, seed, per_class=per_class), shapes),
         ("plain_white", "image", lambda d: heldout_style.render_plain_white_set(d, seed, per_class=1), shapes),
         (
             "conditions", "audio",
             lambda d: [{**r, "label": r["word"]} for r in heldout_audio.render_audio_conditions(d, seed, exclude_voices=list(training_voices(build_seed)), per_word=per_word)],
-            sorted(WORDS),
+            words,
         ),
     ]
     sets = {}
@@ -75,14 +83,15 @@ def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_wo
     return sets
 
 
-def class_vectors(service: Any, classes: list[str], prompts: tuple[str, ...], fill: Callable[[str, str], str]) -> np.ndarray:
+def class_vectors(service: EmbeddingService, classes: dict[str, dict[str, str]], prompts: tuple[str, ...]) -> np.ndarray:
     """Prompt-ensembled label vectors, as the build evaluates: the mean of unit prompt vectors, renormalised."""
-    texts = [fill(p, c) for c in classes for p in prompts]
+    texts = [p.format(**fields) for fields in classes.values() for p in prompts]
     vectors = asyncio.run(service.embed_texts(texts)).vectors.reshape(len(classes), len(prompts), -1).mean(axis=1)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def media_vectors(service: Any, modality: str, paths: list[str], batch: int = 64) -> np.ndarray:
+def media_vectors(service: EmbeddingService, modality: str, paths: list[str], batch: int = 64) -> np.ndarray:
+    """One unit vector per file, embedded as the server embeds an upload (audio windowed and pooled)."""
     from tqdm import tqdm
 
     out = []
@@ -95,7 +104,7 @@ def media_vectors(service: Any, modality: str, paths: list[str], batch: int = 64
     return np.concatenate(out)
 
 
-def score(bundle: Path, sets: dict, threads: int) -> dict[str, list[bool]]:
+def score(bundle: Path, sets: dict[str, HeldOut], threads: int) -> dict[str, list[bool]]:
     """Whether each held-out item's top-1 label is right, per set."""
     from omnivec.finetune.bootstrap_eval import SHAPE_PROMPTS, SPEECH_PROMPTS
     from omnivec.server.bundle import ModelBundle
@@ -105,46 +114,56 @@ def score(bundle: Path, sets: dict, threads: int) -> dict[str, list[bool]]:
     settings = Settings(model={"precision": "fp32", "intra_op_threads": threads}, batching={"enabled": False}, server={"preprocess_threads": threads, "inference_threads": 1})
     service = EmbeddingService(ModelBundle.load(bundle), settings)
     try:
-        shape_fill = lambda p, c: p.format(color=c.partition(" ")[0], shape=c.partition(" ")[2])  # noqa: E731
-        word_fill = lambda p, c: p.format(w=c)  # noqa: E731
         right = {}
         for name, (modality, records, classes) in sets.items():
-            prompts, fill = (SHAPE_PROMPTS, shape_fill) if modality == "image" else (SPEECH_PROMPTS, word_fill)
-            labels = class_vectors(service, classes, prompts, fill)
+            labels = class_vectors(service, classes, SHAPE_PROMPTS if modality == "image" else SPEECH_PROMPTS)
             predicted = (media_vectors(service, modality, [r["path"] for r in records]) @ labels.T).argmax(axis=1)
-            right[name] = [classes[p] == r["label"] for p, r in zip(predicted, records)]
+            names = list(classes)
+            right[name] = [names[p] == r["label"] for p, r in zip(predicted, records)]
         return right
     finally:
         asyncio.run(service.close())
 
 
 def groups_of(name: str, record: dict) -> list[str]:
-    """The style parts ("bg=black", "layout=cropped", ...) or the condition ("telephone") of an item."""
-    if name == "conditions":
-        return [f"condition={(record.get('condition') or '?').split()[0]}"]
-    return [part for part in record.get("style", "").split() if part.split("=")[0] in ("bg", "stroke", "layout")]
+    """The groups the build's report uses: style parts ("bg=black", "layout=cropped", ...) or the condition ("telephone")."""
+    from omnivec.finetune.bootstrap_eval import _condition_group, _style_groups
+
+    return _condition_group(record) if name == "conditions" else _style_groups(record)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
 
 
 def main() -> None:
+    """Render once, score both bundles, print the paired figures and the final JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="the bundle to compare against (or an `omnivec bootstrap --out` directory)")
     parser.add_argument("--candidate", type=Path, required=True, help="the bundle under test (or an `omnivec bootstrap --out` directory)")
     parser.add_argument("--quick", action="store_true", help=f"smaller sets: {QUICK['per_class']} pictures per class, {QUICK['per_word']} clips per word (default {FULL['per_class']} and {FULL['per_word']})")
     parser.add_argument("--seed", type=int, default=9999, help="seed of the held-out generators (default 9999; a build's own report uses its seed + 2000)")
     parser.add_argument("--build-seed", type=int, default=0, help="the builds' seed: its training voices are kept out of the recordings (default 0)")
-    parser.add_argument("--pictures-per-class", type=int, help="varied pictures per colour-shape class (overrides --quick)")
-    parser.add_argument("--clips-per-word", type=int, help="recordings per word (overrides --quick)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime and decoding threads (default 1)")
+    parser.add_argument("--pictures-per-class", type=positive, help="varied pictures per colour-shape class (overrides --quick)")
+    parser.add_argument("--clips-per-word", type=positive, help="recordings per word (overrides --quick)")
+    parser.add_argument("--threads", type=positive, default=1, help="onnxruntime and decoding threads (default 1)")
     args = parser.parse_args()
     bundles = {"baseline": bundle_dir(args.baseline), "candidate": bundle_dir(args.candidate)}
     sizes = dict(QUICK if args.quick else FULL)
-    sizes["per_class"] = args.pictures_per_class or sizes["per_class"]
-    sizes["per_word"] = args.clips_per_word or sizes["per_word"]
+    if args.pictures_per_class is not None:
+        sizes["per_class"] = args.pictures_per_class
+    if args.clips_per_word is not None:
+        sizes["per_word"] = args.clips_per_word
+    for name in [k for k in os.environ if k.startswith("OMNIVEC_")]:  # a server's settings (backend, providers) must not change what is measured
+        del os.environ[name]
     with tempfile.TemporaryDirectory(prefix="omnivec-bench-quality-") as tmp:
         sets = held_out_sets(Path(tmp), args.seed, args.build_seed, **sizes)
         right = {who: score(path, sets, args.threads) for who, path in bundles.items()}
 
-    figures: dict[str, Any] = {"quick": args.quick, "seed": args.seed, **{who: str(path) for who, path in bundles.items()}}
+    figures: dict[str, object] = {"quick": args.quick, "seed": args.seed, "build_seed": args.build_seed, **sizes, **{who: str(path) for who, path in bundles.items()}}
     for name, (_, records, _) in sets.items():
         base, cand = right["baseline"][name], right["candidate"][name]
         figures[f"{name}_items"] = len(records)

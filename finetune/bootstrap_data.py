@@ -16,7 +16,10 @@ from .data import read_manifest
 if TYPE_CHECKING:
     from .bootstrap import BootstrapConfig
 
-FORMAT_VERSION = 6  # bump when the same settings would build a different model
+# bump when the same settings would build a different model: another design, corpus or training
+# recipe. Not for float rounding alone (another CPU, or the channels-last kernels): a cached build
+# is then as good as a new one, and a rebuild costs the user ~10 minutes for nothing.
+FORMAT_VERSION = 6
 
 
 def _bar(progress: bool, desc: str) -> Callable[[int, int], None]:

@@ -205,8 +205,9 @@ def evaluate_bootstrap(model: Any, data: dict[str, Items], texts: TextCache, det
     picture_label = {w: f"the word {w}" for w in pictures.WORDS} | {n: f"the number {n}" for n in pictures.DIGIT_NAMES}
     spoken = [i for i, w in enumerate(data["heldout_speech"].labels) if w in picture_label]
     spoken_targets = [{picture_label[data["heldout_speech"].labels[i]]} for i in spoken]
-    metrics["audio_to_image_r@5"] = _hit_at_5(speech_emb[spoken] @ eval_img.T, spoken_targets, img_items.labels)
-    metrics["audio_to_image_auc"] = _pair_auc(speech_emb[spoken] @ eval_img.T, spoken_targets, img_items.labels)
+    spoken_scores = speech_emb[spoken] @ eval_img.T
+    metrics["audio_to_image_r@5"] = _hit_at_5(spoken_scores, spoken_targets, img_items.labels)
+    metrics["audio_to_image_auc"] = _pair_auc(spoken_scores, spoken_targets, img_items.labels)
     metrics.update(style_metrics(model, data, texts, details))
     return {k: round(float(v), 4) for k, v in metrics.items()}
 

@@ -39,7 +39,7 @@ def test_reduced_bootstrap_clears_the_floors(built):
     # be clearly better than its untrained start on every bar, including the held-out style sets
     # from the second generator (heldout_style / heldout_audio).
     floors = {
-        # reduced build, seed 0 (bench/RESULTS.md): 0.16 / 0.27 / 0.56 / 0.83 / 0.84 / 0.74 / 0.63; chance 0.016 / 0.016 / 0.016 / 0.083 / 0.023 / 0.023
+        # reduced build, seed 0 (bench/RESULTS.md): 0.18 / 0.28 / 0.59 / 0.92 / 0.84 / 0.74 / 0.54; chance 0.016 / 0.016 / 0.016 / 0.083 / 0.023 / 0.023
         "image_heldout_combo_top1": 0.1, "image_style_top1": 0.15, "image_plain_white_top1": 0.25, "image_plain_white_top1_12_labels": 0.4,
         "speech_heldout_voice_top1": 0.5, "speech_conditions_top1": 0.35, "paraphrase_top5": 0.3,
     }
@@ -88,8 +88,9 @@ def test_quality_bench_reproduces_the_build_report_through_the_serving_path(buil
     for name, metric in (("style", "image_style_top1"), ("plain_white", "image_plain_white_top1"), ("conditions", "speech_conditions_top1")):
         items = figures[f"{name}_items"]
         assert figures[f"{name}_only_candidate_right"] == figures[f"{name}_only_baseline_right"] == 0, "one bundle twice must agree with itself"
-        # fp32 onnxruntime vs torch differ by ~1e-6 in cosine: at most a near-tie or two may flip
-        assert abs(figures[f"{name}_top1_candidate"] - built.metrics[metric]) <= 2 / items + 1e-9, (name, figures[f"{name}_top1_candidate"], built.metrics[metric])
+        # fp32 onnxruntime vs torch differ by ~1e-6 in cosine: the net count may move by two near-ties
+        # (both figures are rounded to 4 decimals, hence the 1e-4)
+        assert abs(figures[f"{name}_top1_candidate"] - built.metrics[metric]) <= 2 / items + 1e-4, (name, figures[f"{name}_top1_candidate"], built.metrics[metric])
 
 
 def test_second_run_returns_the_cached_build(built):
