@@ -7,7 +7,8 @@ independently written generators (`finetune/corpora/heldout_style.py`, `heldout_
 with a seed of their own. Both bundles see the very same files, so the comparison is paired: the
 figures that count are how many items only one of the two gets right, not two builds' reports
 side by side. Media go through the server's own decoding, windowing and onnxruntime sessions
-(`EmbeddingService`), and labels are embedded by each bundle's text tower with the build's prompts.
+(`EmbeddingService`), and labels go through the classify endpoint's own prompt ensembling
+(`ZeroShotClassifier.label_vectors`) with the build's prompts.
 
     .venv/bin/python bench/bench_bundle_quality.py --baseline OLD --candidate NEW           # 384 pictures, 258 clips
     .venv/bin/python bench/bench_bundle_quality.py --baseline OLD --candidate NEW --quick   # 128 and 86, ~1 min
@@ -51,8 +52,16 @@ def bundle_dir(path: Path) -> Path:
     raise SystemExit(f"{path}: no manifest.json here or in {path / 'bundle'}; give a bundle directory or an `omnivec bootstrap --out` directory")
 
 
-# a held-out set: (modality, records with "path" and "label", class name -> its prompt fields)
-HeldOut = tuple[str, list[dict], dict[str, dict[str, str]]]
+# a held-out set: (modality, records with "path" and "label", the class labels)
+HeldOut = tuple[str, list[dict], list[str]]
+
+
+def templates(prompts: tuple[str, ...], field: str) -> list[str]:
+    """The build's prompts ("a {color} {shape}") as zero-shot templates ("a {}") over the class label."""
+    out = [p.replace(field, "{}") for p in prompts]
+    if any(t.count("{}") != 1 or "{" in t.replace("{}", "") for t in out):
+        raise SystemExit(f"prompts {prompts} no longer fill one {field}; update bench_bundle_quality.templates")
+    return out
 
 
 def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_word: int) -> dict[str, HeldOut]:
@@ -64,9 +73,9 @@ def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_wo
     from omnivec.finetune.corpora.shapes import COLORS, SHAPES
     from omnivec.finetune.corpora.speech import WORDS
 
-    shapes = {f"{c} {s}": {"color": c, "shape": s} for c in COLORS for s in SHAPES}
-    words = {w: {"w": w} for w in sorted(WORDS)}
-    steps: list[tuple[str, str, Callable[[Path], list[dict]], dict[str, dict[str, str]]]] = [
+    shapes = [f"{c} {s}" for c in COLORS for s in SHAPES]
+    words = sorted(WORDS)
+    steps: list[tuple[str, str, Callable[[Path], list[dict]], list[str]]] = [
         ("style", "image", lambda d: heldout_style.render_style_set(d, seed, per_class=per_class), shapes),
         ("plain_white", "image", lambda d: heldout_style.render_plain_white_set(d, seed, per_class=1), shapes),
         (
@@ -81,13 +90,6 @@ def held_out_sets(root: Path, seed: int, build_seed: int, per_class: int, per_wo
         records = render(folder)
         sets[name] = (modality, [{**r, "path": str(folder / r["path"])} for r in records], classes)
     return sets
-
-
-def class_vectors(service: EmbeddingService, classes: dict[str, dict[str, str]], prompts: tuple[str, ...]) -> np.ndarray:
-    """Prompt-ensembled label vectors, as the build evaluates: the mean of unit prompt vectors, renormalised."""
-    texts = [p.format(**fields) for fields in classes.values() for p in prompts]
-    vectors = asyncio.run(service.embed_texts(texts)).vectors.reshape(len(classes), len(prompts), -1).mean(axis=1)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def media_vectors(service: EmbeddingService, modality: str, paths: list[str], batch: int = 64) -> np.ndarray:
@@ -109,17 +111,20 @@ def score(bundle: Path, sets: dict[str, HeldOut], threads: int) -> dict[str, lis
     from omnivec.finetune.bootstrap_eval import SHAPE_PROMPTS, SPEECH_PROMPTS
     from omnivec.server.bundle import ModelBundle
     from omnivec.server.services.embedding import EmbeddingService
+    from omnivec.server.services.zero_shot import ZeroShotClassifier
     from omnivec.server.settings import Settings
+
+    prompts = {"image": templates(SHAPE_PROMPTS, "{color} {shape}"), "audio": templates(SPEECH_PROMPTS, "{w}")}
 
     settings = Settings(model={"precision": "fp32", "intra_op_threads": threads}, batching={"enabled": False}, server={"preprocess_threads": threads, "inference_threads": 1})
     service = EmbeddingService(ModelBundle.load(bundle), settings)
+    zero_shot = ZeroShotClassifier(service)  # the mean of unit prompt vectors, renormalised, as the build evaluates
     try:
         right = {}
         for name, (modality, records, classes) in sets.items():
-            labels = class_vectors(service, classes, SHAPE_PROMPTS if modality == "image" else SPEECH_PROMPTS)
+            labels = asyncio.run(zero_shot.label_vectors(classes, prompts[modality]))
             predicted = (media_vectors(service, modality, [r["path"] for r in records]) @ labels.T).argmax(axis=1)
-            names = list(classes)
-            right[name] = [names[p] == r["label"] for p, r in zip(predicted, records)]
+            right[name] = [classes[p] == r["label"] for p, r in zip(predicted, records)]
         return right
     finally:
         asyncio.run(service.close())

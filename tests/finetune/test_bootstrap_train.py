@@ -32,9 +32,13 @@ class FixedTexts:
         return torch.stack([self.cache[t] for t in texts])
 
 
-def _train(tmp_path: Path) -> ImageTower:
+def _tower() -> ImageTower:
     torch.manual_seed(0)
-    tower = ImageTower(ImageTowerConfig(image_size=32, channels=[8, 16], embed_dim=16))
+    return ImageTower(ImageTowerConfig(image_size=32, channels=[8, 16], embed_dim=16))
+
+
+def _train(tmp_path: Path) -> ImageTower:
+    tower = _tower()
     model = types.SimpleNamespace(logit_scale=torch.nn.Parameter(torch.tensor(2.0)))
     images = torch.randn(len(LABELS) * 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     labels = [label for label in LABELS for _ in range(3)]
@@ -45,8 +49,7 @@ def _train(tmp_path: Path) -> ImageTower:
 
 
 def test_train_tower_returns_a_trained_tower_in_the_default_layout(tmp_path):
-    torch.manual_seed(0)
-    untrained = ImageTower(ImageTowerConfig(image_size=32, channels=[8, 16], embed_dim=16)).state_dict()
+    untrained = _tower().state_dict()
     tower = _train(tmp_path)
     convs = [p for p in tower.parameters() if p.ndim == 4]
     assert convs and all(p.is_contiguous() for p in convs), "conv weights must be back in the default (contiguous) layout before export"
